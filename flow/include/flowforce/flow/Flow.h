@@ -1,0 +1,157 @@
+#pragma once
+// Flows: compositions of bijections between a data space and the unit hypercube [0,1]^d with a
+// uniform base density. Direction convention (as in nflows): forward() maps data x to latent z and
+// returns log|det dz/dx|, so log p(x) = forward(x).logdet; inverse() maps latent to data (sampling).
+// Every layer is described by a JSON config so that a model file can rebuild it (ModelFile.h).
+
+#include "flowforce/flow/Transforms.h"
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <vector>
+
+namespace flowforce {
+
+/** A batch mapped through a bijection: outputs [B, d] and log|det J| per row [B]. */
+struct FlowResult {
+    torch::Tensor out;
+    torch::Tensor logdet;
+};
+
+/** Base class of all flow layers (a torch::nn::Module, so parameters are registered and saved). */
+class Bijection : public torch::nn::Module {
+public:
+    /** Data-to-latent direction: x [B, d] -> z, log|det dz/dx| [B]. */
+    virtual FlowResult forward(const torch::Tensor& x) = 0;
+    /** Latent-to-data direction: z [B, d] -> x, log|det dx/dz| [B]. */
+    virtual FlowResult inverse(const torch::Tensor& z) = 0;
+    /** JSON description from which makeBijection() rebuilds the layer (weights excluded). */
+    virtual nlohmann::json config() const = 0;
+};
+using BijectionPtr = std::shared_ptr<Bijection>;
+
+/** Activation functions of conditioner networks. */
+enum class Activation { SiLU, Sin, Tanh, ReLU };
+Activation activationFromName(const std::string& name);
+std::string activationName(Activation a);
+
+/** Dense conditioner: embeds its inputs (circular ones as cos/sin of 2 pi x, others as 2x - 1), then
+ *  Linear -> activation for each hidden size, then a final Linear to the transform parameters. */
+class Conditioner : public torch::nn::Module {
+public:
+    Conditioner(std::vector<bool> inputCircular, int64_t outputs, std::vector<int64_t> hidden, Activation activation);
+    torch::Tensor forward(const torch::Tensor& x);
+
+private:
+    torch::Tensor linearIndex_, circularIndex_;  // inputs embedded as 2x-1 and as (cos, sin)
+    Activation activation_;
+    std::vector<torch::nn::Linear> layers_;
+};
+
+/**
+ * Coupling layer: the `transformed` dimensions go through an element-wise transform whose
+ * parameters a conditioner computes from the `conditioning` dimensions; the rest pass unchanged.
+ * All transformed dimensions share one topology (circular or not).
+ * With invertTransform the element-wise transform is applied in its inverse direction in forward(),
+ * so the analytic direction can be put on either side of the flow.
+ */
+class CouplingLayer : public Bijection {
+public:
+    CouplingLayer(int64_t dim, std::vector<int64_t> conditioning, std::vector<int64_t> transformed,
+                  const std::vector<bool>& circular, const nlohmann::json& transformConfig,
+                  std::vector<int64_t> hidden, Activation activation, bool invertTransform = false);
+    FlowResult forward(const torch::Tensor& x) override;
+    FlowResult inverse(const torch::Tensor& z) override;
+    nlohmann::json config() const override;
+    const ElementwiseTransform& transform() const { return *transform_; }
+    /** Mutable access to the root-finder settings of this layer's transform. */
+    InversionOptions& inversionOptions() { return const_cast<ElementwiseTransform&>(*transform_).inversion; }
+
+private:
+    FlowResult apply(const torch::Tensor& x, bool transformForward);
+    int64_t dim_;
+    std::vector<int64_t> conditioning_, transformed_;
+    torch::Tensor condIndex_, transIndex_;
+    std::shared_ptr<ElementwiseTransform> transform_;
+    std::shared_ptr<Conditioner> conditioner_;
+    std::vector<int64_t> hidden_;
+    Activation activation_;
+    bool invertTransform_;
+};
+
+/** Swaps the directions of another bijection. */
+class InvertedLayer : public Bijection {
+public:
+    explicit InvertedLayer(BijectionPtr inner);
+    FlowResult forward(const torch::Tensor& x) override { return inner_->inverse(x); }
+    FlowResult inverse(const torch::Tensor& z) override { return inner_->forward(z); }
+    nlohmann::json config() const override;
+    const BijectionPtr& inner() const { return inner_; }
+
+private:
+    BijectionPtr inner_;
+};
+
+/** Fixed affine map of the box [low, high] onto [0,1]^d (circular dimensions are wrapped into [0,1)). */
+class BoxLayer : public Bijection {
+public:
+    BoxLayer(std::vector<double> low, std::vector<double> high, std::vector<bool> circular);
+    FlowResult forward(const torch::Tensor& x) override;
+    FlowResult inverse(const torch::Tensor& z) override;
+    nlohmann::json config() const override;
+
+private:
+    std::vector<double> low_, high_;
+    std::vector<bool> circular_;
+    double logVolume_;
+};
+
+/**
+ * A normalizing flow on d dimensions: layers applied in order in forward() (data -> latent),
+ * uniform base density on [0,1]^d. Built from a JSON architecture:
+ *   {"dim": d, "circular": [bool...], "layers": [layer configs]}
+ * with layer configs {"type": "coupling" | "inverted" | "box", ...} (see makeBijection).
+ */
+class Flow : public Bijection {
+public:
+    explicit Flow(const nlohmann::json& architecture);
+    FlowResult forward(const torch::Tensor& x) override;
+    FlowResult inverse(const torch::Tensor& z) override;
+    nlohmann::json config() const override { return architecture_; }
+
+    int64_t dim() const { return dim_; }
+    const std::vector<bool>& circular() const { return circular_; }
+    const std::vector<BijectionPtr>& layers() const { return layers_; }
+
+    /** log p(x) [B] for x [B, d]. */
+    torch::Tensor logProb(const torch::Tensor& x) { return forward(x).logdet; }
+    /** n samples x and their log p(x), by pushing uniform latents through inverse(). */
+    FlowResult sample(int64_t n, torch::TensorOptions options = torch::kFloat64);
+    /** -log p(x) and its gradient d(-log p)/dx (the force is the negative gradient), both [B], [B, d];
+     *  with createGraph the gradient stays differentiable (force matching). */
+    std::pair<torch::Tensor, torch::Tensor> energyAndGradient(const torch::Tensor& x, bool createGraph = false);
+    /** Sets the root finder of every layer whose transform has no analytic inverse. */
+    void setInversion(InversionOptions options);
+    /** Number of trainable scalars. */
+    int64_t parameterCount() const;
+
+private:
+    nlohmann::json architecture_;
+    int64_t dim_;
+    std::vector<bool> circular_;
+    std::vector<BijectionPtr> layers_;
+};
+
+/** Builds one layer from its config for a flow with the given per-dimension topology. */
+BijectionPtr makeBijection(const nlohmann::json& config, const std::vector<bool>& circular);
+
+/** Architecture of a stack of 2-dim-style alternating couplings: layer i transforms the dimensions
+ *  congruent to (i mod 2) conditioned on the others. Convenience for toys and tests. */
+nlohmann::json alternatingCouplingArchitecture(int64_t dim, const std::vector<bool>& circular, int64_t numLayers,
+                                               const nlohmann::json& transformConfig, std::vector<int64_t> hidden,
+                                               Activation activation);
+
+}  // namespace flowforce
