@@ -10,6 +10,7 @@ packages=(
   swig libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libhdf5-dev libeigen3-dev
+  libopenblas0-pthread  # optimised BLAS for LibTorch (Debian defaults to the slow reference BLAS)
   python3-numpy python3-matplotlib python3-h5py python3-pytest python3-mdtraj
   pocl-opencl-icd
 )

@@ -1,0 +1,65 @@
+#include "internal/FlowForceImpl.h"
+
+#include "FlowForceKernels.h"
+
+#include "flowforce/flow/Potential.h"
+
+#include <openmm/OpenMMException.h>
+#include <openmm/internal/ContextImpl.h>
+
+#include <vector>
+
+using OpenMM::OpenMMException;
+
+namespace FlowForcePlugin {
+
+FlowForceImpl::FlowForceImpl(const FlowForce& owner) : owner_(owner) {}
+
+FlowForceImpl::~FlowForceImpl() = default;
+
+void FlowForceImpl::initialize(OpenMM::ContextImpl& context) {
+    const OpenMM::System& system = context.getSystem();
+    const int numSystem = system.getNumParticles();
+    const std::vector<int> particles = owner_.getEffectiveParticles();
+    if (owner_.getParticles().empty() && owner_.getNumParticles() > numSystem)
+        throw OpenMMException("FlowForce: the model describes " + std::to_string(owner_.getNumParticles()) +
+                              " particles but the System has only " + std::to_string(numSystem));
+    std::vector<char> used(static_cast<size_t>(numSystem), 0);
+    for (int p : particles) {
+        if (p < 0 || p >= numSystem)
+            throw OpenMMException("FlowForce: particle index " + std::to_string(p) + " is out of range (the System has " +
+                                  std::to_string(numSystem) + " particles)");
+        if (used[static_cast<size_t>(p)]++)
+            throw OpenMMException("FlowForce: particle " + std::to_string(p) + " appears more than once in the particle list");
+    }
+    kernel_ = context.getPlatform().createKernel(CalcFlowForceKernel::Name(), context);
+    kernel_.getAs<CalcFlowForceKernel>().initialize(system, owner_);
+}
+
+double FlowForceImpl::calcForcesAndEnergy(OpenMM::ContextImpl& context, bool includeForces, bool includeEnergy, int groups) {
+    if ((groups & (1 << owner_.getForceGroup())) == 0) return 0.0;
+    return kernel_.getAs<CalcFlowForceKernel>().execute(context, includeForces, includeEnergy);
+}
+
+std::vector<std::string> FlowForceImpl::getKernelNames() { return {CalcFlowForceKernel::Name()}; }
+
+void FlowForceImpl::updateParametersInContext(OpenMM::ContextImpl& context) {
+    kernel_.getAs<CalcFlowForceKernel>().copyParametersToContext(context, owner_);
+}
+
+std::unique_ptr<flowforce::Potential> FlowForceImpl::createPotential(const FlowForce& force) {
+    try {
+        auto potential = flowforce::loadPotentialFromBytes(force.getModelBytes(), "model file '" + force.getModelFile() + "'",
+                                                           force.getNumParticles());
+        if (potential->numParticles() != force.getNumParticles())
+            throw OpenMMException("FlowForce: the model describes " + std::to_string(potential->numParticles()) +
+                                  " particles but the force expects " + std::to_string(force.getNumParticles()));
+        return potential;
+    } catch (const OpenMMException&) {
+        throw;
+    } catch (const std::exception& e) {
+        throw OpenMMException(std::string("FlowForce: ") + e.what());
+    }
+}
+
+}  // namespace FlowForcePlugin
