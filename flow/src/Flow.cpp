@@ -69,6 +69,13 @@ Conditioner::Conditioner(std::vector<bool> inputCircular, int64_t outputs, std::
     }
 }
 
+void Conditioner::initializeOutput(const torch::Tensor& bias, double weightScale) {
+    torch::NoGradGuard ng;
+    auto& out = layers_.back();
+    out->bias.copy_(bias);
+    out->weight.mul_(weightScale);
+}
+
 torch::Tensor Conditioner::forward(const torch::Tensor& x) {
     std::vector<torch::Tensor> features;
     if (linearIndex_.numel() > 0) features.push_back(2.0 * x.index_select(1, linearIndex_.to(x.device())) - 1.0);
@@ -113,6 +120,9 @@ CouplingLayer::CouplingLayer(int64_t dim, std::vector<int64_t> conditioning, std
     conditioner_ = register_module(
         "conditioner", std::make_shared<Conditioner>(condCircular, static_cast<int64_t>(transformed_.size()) * transform_->numParams(),
                                                      hidden_, activation_));
+    // start near the transform's preferred initial shape (e.g. mixture components spread on a grid),
+    // with a weak dependence on the conditioning inputs
+    conditioner_->initializeOutput(transform_->initialParams().repeat({static_cast<int64_t>(transformed_.size())}), 0.1);
     condIndex_ = indexTensor(conditioning_);
     transIndex_ = indexTensor(transformed_);
 }

@@ -21,6 +21,8 @@ namespace {
 // Below this distance from the ends of [0,1] the exponential ramp's sigmoid is 0 (or 1) to double
 // precision for every alpha <= maxAlpha; evaluating it there would only produce 0 * inf.
 constexpr double kEdgeGuard = 1e-5;
+// Bumps narrower than 1/e^7 ~ 1e-3 of the interval are not useful and risk overflow.
+constexpr double kMaxLogConcentration = 7.0;
 
 const char* rampName(RampType r) { return r == RampType::Exponential ? "exponential" : "monomial"; }
 }  // namespace
@@ -71,7 +73,8 @@ ElementwiseResult SmoothMixtureTransform::forward(const torch::Tensor& x, const 
         throw std::invalid_argument("smooth mixture: expected " + std::to_string(numParams()) +
                                     " parameters per element, got " + std::to_string(params.size(-1)));
     auto logits = params.narrow(-1, 0, K);
-    auto a = 1.0 + F::softplus(params.narrow(-1, K, K));
+    // concentration a = exp(softplus(raw)) >= 1: log-scale, so sharp bumps (a ~ 10-100) are easy to reach
+    auto a = torch::exp(F::softplus(params.narrow(-1, K, K)).clamp_max(kMaxLogConcentration));
     auto b = torch::sigmoid(params.narrow(-1, 2 * K, K));
     auto c = options_.minDensity + (1.0 - options_.minDensity) * torch::sigmoid(params.narrow(-1, 3 * K, K));
     torch::Tensor alpha;
@@ -108,6 +111,18 @@ ElementwiseResult SmoothMixtureTransform::forward(const torch::Tensor& x, const 
     auto y = (w * value).sum(-1);
     auto logdet = torch::log((w * density).sum(-1));
     return {y, logdet};
+}
+
+torch::Tensor SmoothMixtureTransform::initialParams() const {
+    const int64_t K = options_.components;
+    auto p = torch::zeros({numParams()}, torch::kFloat64);
+    // a = exp(softplus(raw)) = max(K/2, 2): neighbouring bumps overlap
+    const double logA = std::log(std::max(0.5 * static_cast<double>(K), 2.0));
+    p.narrow(0, K, K).fill_(std::log(std::expm1(logA)));
+    auto grid = (torch::arange(K, torch::kFloat64) + 0.5) / static_cast<double>(K);
+    p.narrow(0, 2 * K, K).copy_(torch::log(grid / (1.0 - grid)));
+    p.narrow(0, 3 * K, K).fill_(-1.0);  // c ~ 0.27
+    return p;
 }
 
 nlohmann::json SmoothMixtureTransform::config() const {
@@ -217,6 +232,13 @@ ElementwiseResult RationalQuadraticSplineTransform::inverse(const torch::Tensor&
 ElementwiseResult RationalQuadraticSplineTransform::inverseByBisection(const torch::Tensor& y,
                                                                        const torch::Tensor& params) const {
     return invertWithImplicitGradients(*this, y, params);
+}
+
+torch::Tensor RationalQuadraticSplineTransform::initialParams() const {
+    auto p = torch::zeros({numParams()}, torch::kFloat64);
+    // minDerivative + softplus(raw) = 1
+    p.narrow(0, 2 * options_.bins, numParams() - 2 * options_.bins).fill_(std::log(std::expm1(1.0 - options_.minDerivative)));
+    return p;
 }
 
 nlohmann::json RationalQuadraticSplineTransform::config() const {

@@ -120,7 +120,7 @@ std::vector<double> derivativeScales(const ElementwiseTransform& t, const torch:
 
 /** Support edges b +- 1/(2a) of every component that lie inside (0,1) (parameter maps of Transforms.cpp). */
 std::vector<double> supportEdges(const torch::Tensor& raw, int64_t K) {
-    auto a = 1.0 + torch::nn::functional::softplus(raw.narrow(-1, K, K));
+    auto a = torch::exp(torch::nn::functional::softplus(raw.narrow(-1, K, K)));
     auto b = torch::sigmoid(raw.narrow(-1, 2 * K, K));
     std::vector<double> edges;
     for (int64_t k = 0; k < K; ++k)
@@ -142,7 +142,7 @@ TEST(Smoothness, SmoothMixtureDerivativesContinuousAcrossSupportEdges) {
             SmoothMixtureTransform t(circ, o);
             // concentrations large enough that every bump ends inside the interval
             auto raw = randomParams(t, 1, 31 + beta).squeeze(0);
-            raw.narrow(0, o.components, o.components).fill_(2.0);
+            raw.narrow(0, o.components, o.components).fill_(1.0);
             auto edges = supportEdges(raw, o.components);
             ASSERT_GE(edges.size(), 4u);
             auto scales = derivativeScales(t, raw.unsqueeze(0), 4);
@@ -217,7 +217,7 @@ TEST(Smoothness, MonomialRampIsOnlyFinitelySmooth) {
     o.ramp = RampType::Monomial;
     o.monomialOrder = 2;
     SmoothMixtureTransform t(false, o);
-    auto raw = torch::tensor({{0.0, 2.0, 0.0, -3.0}}, f64());  // a = 1+softplus(2), b = 0.5, small c
+    auto raw = torch::tensor({{0.0, 0.5, 0.0, -3.0}}, f64());  // a = exp(softplus(0.5)), b = 0.5, small c
     auto edges = supportEdges(torch::cat({raw, torch::zeros({1, 1}, f64())}, -1).squeeze(0), 1);
     ASSERT_EQ(edges.size(), 2u);
     auto xs = torch::tensor({edges[0] - 1e-7, edges[0] + 1e-7}, f64());

@@ -44,6 +44,8 @@ class Conditioner : public torch::nn::Module {
 public:
     Conditioner(std::vector<bool> inputCircular, int64_t outputs, std::vector<int64_t> hidden, Activation activation);
     torch::Tensor forward(const torch::Tensor& x);
+    /** Sets the output layer's bias and scales its weights (initialisation near a chosen transform). */
+    void initializeOutput(const torch::Tensor& bias, double weightScale);
 
 private:
     torch::Tensor linearIndex_, circularIndex_;  // inputs embedded as 2x-1 and as (cos, sin)

@@ -47,6 +47,9 @@ public:
     virtual bool hasAnalyticInverse() const { return false; }
     /** The configuration that recreates this transform with makeTransform(). */
     virtual nlohmann::json config() const = 0;
+    /** Raw parameters [numParams()] a conditioner should output at initialisation (its output bias):
+     *  a transform close to the identity with components spread over the interval. */
+    virtual torch::Tensor initialParams() const { return torch::zeros({numParams()}, torch::kFloat64); }
 
     InversionOptions inversion;
 };
@@ -72,8 +75,8 @@ struct SmoothMixtureOptions {
 
 /** Mixture of K smooth unimodal transforms, each (1-c)(g(x)-g(0))/(g(1)-g(0)) + c x with the bump
  *  g(x) = sigma[rho](a (x - b) + 1/2); on the circle the closed-form wrapped version of SI-1.2.
- *  Raw parameters per element, in this order, K each: mixture logits, concentration a (>= 1 via
- *  softplus), location b (sigmoid), minimum density c (sigmoid into [minDensity, 1]), and for the
+ *  Raw parameters per element, in this order, K each: mixture logits, concentration a (= exp(softplus),
+ *  >= 1, at most e^7), location b (sigmoid), minimum density c (sigmoid into [minDensity, 1]), and for the
  *  exponential ramp alpha (softplus, 1 at raw 0, clamped to [minAlpha, maxAlpha]). */
 class SmoothMixtureTransform : public ElementwiseTransform {
 public:
@@ -84,6 +87,8 @@ public:
     bool circular() const override { return circular_; }
     ElementwiseResult forward(const torch::Tensor& x, const torch::Tensor& params) const override;
     nlohmann::json config() const override;
+    /** Locations on a regular grid (k + 1/2)/K with widths ~2/K, equal weights: nearly uniform. */
+    torch::Tensor initialParams() const override;
     const SmoothMixtureOptions& options() const { return options_; }
 
 private:
@@ -113,6 +118,8 @@ public:
     ElementwiseResult inverse(const torch::Tensor& y, const torch::Tensor& params) const override;
     bool hasAnalyticInverse() const override { return true; }
     nlohmann::json config() const override;
+    /** Equal bins and unit knot slopes: the identity. */
+    torch::Tensor initialParams() const override;
     /** Inverse by multi-bin bisection instead of the closed form (benchmarks and tests). */
     ElementwiseResult inverseByBisection(const torch::Tensor& y, const torch::Tensor& params) const;
 
