@@ -60,7 +60,7 @@ def toy(data, outdir):
     ax.set_title("reference force |F| (k_B T/unit)")
     for ax, f, err in zip(axes[1][1:], flows, errors):
         ax.scatter(samples[:, 0], samples[:, 1], c=np.maximum(err, norm.vmin), s=3, cmap="magma", norm=norm)
-        ax.set_title(f"{f['transform']}: |F_flow - F| (RMSE {f['force_rmse']:.2f})")
+        ax.set_title(f"{f['transform']} flow: |F_flow - F|\nRMSE {f['force_rmse']:.2f}")
     for ax in axes[1]:
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)

@@ -15,20 +15,18 @@ int64_t bisectionSteps(int64_t bins, double tolerance) {
     return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(n - 1e-9)));
 }
 
-torch::Tensor multiBinBisection(const ElementwiseFunction& f, const torch::Tensor& yIn, const torch::Tensor& paramsIn,
-                                int64_t bins, double tolerance) {
+torch::Tensor multiBinBisection(const ElementwiseTransform::Evaluator& f, const torch::Tensor& yIn, int64_t bins,
+                                double tolerance) {
     const int64_t steps = bisectionSteps(bins, tolerance);
     torch::NoGradGuard noGrad;
     auto y = yIn.detach();
-    auto params = paramsIn.detach();
     auto lo = torch::zeros_like(y), hi = torch::ones_like(y);
-    auto flo = f(lo, params), fhi = f(hi, params);
+    auto flo = f(lo), fhi = f(hi);
     auto fractions = torch::arange(1, bins, y.options()) / static_cast<double>(bins);  // interior points
-    auto gridParams = params.unsqueeze(-2);                                             // [..., 1, P]
     auto target = y.unsqueeze(-1);
     for (int64_t s = 0; s < steps; ++s) {
         auto grid = lo.unsqueeze(-1) + (hi - lo).unsqueeze(-1) * fractions;  // [..., K-1]
-        auto fgrid = f(grid, gridParams);
+        auto fgrid = f(grid);
         auto idx = (fgrid <= target).sum(-1, /*keepdim=*/true);  // bin in [0, K-1]
         auto xs = torch::cat({lo.unsqueeze(-1), grid, hi.unsqueeze(-1)}, -1);
         auto fs = torch::cat({flo.unsqueeze(-1), fgrid, fhi.unsqueeze(-1)}, -1);
@@ -48,8 +46,8 @@ namespace {
 struct ImplicitInverse : public torch::autograd::Function<ImplicitInverse> {
     static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, torch::Tensor y,
                                                   torch::Tensor params, const ElementwiseTransform* transform) {
-        auto f = [transform](const torch::Tensor& x, const torch::Tensor& p) { return transform->forward(x, p).out; };
-        auto x = multiBinBisection(f, y, params, transform->inversion.bins, transform->inversion.tolerance);
+        auto x = multiBinBisection(transform->prepare(params.detach()), y, transform->inversion.bins,
+                                   transform->inversion.tolerance);
         auto logdet = -transform->forward(x, params).logdet;
         ctx->save_for_backward({x, params});
         ctx->saved_data["transform"] = reinterpret_cast<int64_t>(transform);

@@ -13,6 +13,14 @@ ElementwiseResult ElementwiseTransform::inverse(const torch::Tensor& y, const to
     return invertWithImplicitGradients(*this, y, params);
 }
 
+ElementwiseTransform::Evaluator ElementwiseTransform::prepare(const torch::Tensor& params) const {
+    auto grid = params.unsqueeze(-2);
+    const int64_t elementDims = params.dim() - 1;
+    return [this, params, grid, elementDims](const torch::Tensor& x) {
+        return forward(x, x.dim() == elementDims ? params : grid).out;
+    };
+}
+
 // ----------------------------------------------------------------------------------------------
 // Smooth bump mixtures
 // ----------------------------------------------------------------------------------------------
@@ -67,50 +75,62 @@ std::pair<torch::Tensor, torch::Tensor> SmoothMixtureTransform::sigmoid(const to
     return {torch::where(inside, sig, outsideValue), torch::where(inside, dsig, torch::zeros({}, t.options()))};
 }
 
-ElementwiseResult SmoothMixtureTransform::forward(const torch::Tensor& x, const torch::Tensor& params) const {
+SmoothMixtureTransform::Shape SmoothMixtureTransform::shape(const torch::Tensor& params) const {
     const int64_t K = options_.components;
     if (params.size(-1) != numParams())
         throw std::invalid_argument("smooth mixture: expected " + std::to_string(numParams()) +
                                     " parameters per element, got " + std::to_string(params.size(-1)));
-    auto logits = params.narrow(-1, 0, K);
+    Shape s;
+    s.w = torch::softmax(params.narrow(-1, 0, K), -1);
     // concentration a = exp(softplus(raw)) >= 1: log-scale, so sharp bumps (a ~ 10-100) are easy to reach
-    auto a = torch::exp(F::softplus(params.narrow(-1, K, K)).clamp_max(kMaxLogConcentration));
-    auto b = torch::sigmoid(params.narrow(-1, 2 * K, K));
-    auto c = options_.minDensity + (1.0 - options_.minDensity) * torch::sigmoid(params.narrow(-1, 3 * K, K));
-    torch::Tensor alpha;
+    s.a = torch::exp(F::softplus(params.narrow(-1, K, K)).clamp_max(kMaxLogConcentration));
+    s.b = torch::sigmoid(params.narrow(-1, 2 * K, K));
+    s.c = options_.minDensity + (1.0 - options_.minDensity) * torch::sigmoid(params.narrow(-1, 3 * K, K));
     if (options_.ramp == RampType::Exponential) {
         // softplus shifted so that a raw value of 0 gives alpha = 1
         const double shift = std::log(std::expm1(1.0 - options_.minAlpha));
-        alpha = (options_.minAlpha + F::softplus(params.narrow(-1, 4 * K, K) + shift)).clamp_max(options_.maxAlpha);
+        s.alpha = (options_.minAlpha + F::softplus(params.narrow(-1, 4 * K, K) + shift)).clamp_max(options_.maxAlpha);
     } else {
-        alpha = torch::ones({}, params.options());
+        s.alpha = torch::ones({}, params.options());
     }
-    auto w = torch::softmax(logits, -1);
-    auto xe = x.unsqueeze(-1);  // broadcasts against the K components
+    s.g0 = sigmoid(0.5 - s.a * s.b, s.alpha).first;         // g(0)
+    s.g1 = sigmoid(s.a * (1.0 - s.b) + 0.5, s.alpha).first;  // g(1)
+    return s;
+}
 
+ElementwiseResult SmoothMixtureTransform::evaluate(const torch::Tensor& x, const Shape& s) const {
+    auto xe = x.unsqueeze(-1);  // broadcasts against the K components
+    auto tx = s.a * (xe - s.b) + 0.5;
     torch::Tensor value, density;  // per component: f_k(x) and f_k'(x)
     if (!circular_) {
-        auto [gx, dgx] = sigmoid(a * (xe - b) + 0.5, alpha);
-        auto [g0, unused0] = sigmoid(0.5 - a * b, alpha);
-        auto [g1, unused1] = sigmoid(a * (1.0 - b) + 0.5, alpha);
-        auto norm = g1 - g0;  // >= 1/2 since a >= 1 and b in [0,1]
-        value = (1.0 - c) * (gx - g0) / norm + c * xe;
-        density = (1.0 - c) * a * dgx / norm + c;
+        auto [gx, dgx] = sigmoid(tx, s.alpha);
+        auto norm = s.g1 - s.g0;  // >= 1/2 since a >= 1 and b in [0,1]
+        value = (1.0 - s.c) * (gx - s.g0) / norm + s.c * xe;
+        density = (1.0 - s.c) * s.a * dgx / norm + s.c;
     } else {
         // Wrapped bump (SI-1.2): a >= 1 keeps the support within one period, so
         // f = (1-c) * sum_{j=-1,0,1} [g(x+j) - g(j)] + c x  with g(-1) = 0, g(2) = 1.
-        auto tx = a * (xe - b) + 0.5;
-        auto [gm, dgm] = sigmoid(tx - a, alpha);
-        auto [g, dg] = sigmoid(tx, alpha);
-        auto [gp, dgp] = sigmoid(tx + a, alpha);
-        auto [g0, unused0] = sigmoid(0.5 - a * b, alpha);
-        auto [g1, unused1] = sigmoid(a * (1.0 - b) + 0.5, alpha);
-        value = (1.0 - c) * (gm + g + gp - g0 - g1) + c * xe;
-        density = (1.0 - c) * a * (dgm + dg + dgp) + c;
+        auto [gm, dgm] = sigmoid(tx - s.a, s.alpha);
+        auto [g, dg] = sigmoid(tx, s.alpha);
+        auto [gp, dgp] = sigmoid(tx + s.a, s.alpha);
+        value = (1.0 - s.c) * (gm + g + gp - s.g0 - s.g1) + s.c * xe;
+        density = (1.0 - s.c) * s.a * (dgm + dg + dgp) + s.c;
     }
-    auto y = (w * value).sum(-1);
-    auto logdet = torch::log((w * density).sum(-1));
-    return {y, logdet};
+    return {(s.w * value).sum(-1), torch::log((s.w * density).sum(-1))};
+}
+
+ElementwiseResult SmoothMixtureTransform::forward(const torch::Tensor& x, const torch::Tensor& params) const {
+    return evaluate(x, shape(params));
+}
+
+ElementwiseTransform::Evaluator SmoothMixtureTransform::prepare(const torch::Tensor& params) const {
+    auto s = shape(params);
+    Shape grid{s.w.unsqueeze(-2), s.a.unsqueeze(-2), s.b.unsqueeze(-2), s.c.unsqueeze(-2),
+               s.alpha.dim() > 0 ? s.alpha.unsqueeze(-2) : s.alpha, s.g0.unsqueeze(-2), s.g1.unsqueeze(-2)};
+    const int64_t elementDims = params.dim() - 1;
+    return [this, s, grid, elementDims](const torch::Tensor& x) {
+        return evaluate(x, x.dim() == elementDims ? s : grid).out;
+    };
 }
 
 torch::Tensor SmoothMixtureTransform::initialParams() const {
@@ -189,8 +209,18 @@ std::vector<int64_t> broadcastShape(const torch::Tensor& x, const torch::Tensor&
 }
 }  // namespace
 
-ElementwiseResult RationalQuadraticSplineTransform::forward(const torch::Tensor& xIn, const torch::Tensor& params) const {
+ElementwiseResult RationalQuadraticSplineTransform::forward(const torch::Tensor& x, const torch::Tensor& params) const {
+    return evaluate(x, knots(params));
+}
+
+ElementwiseTransform::Evaluator RationalQuadraticSplineTransform::prepare(const torch::Tensor& params) const {
     auto k = knots(params);
+    Knots grid{k.cumwidths.unsqueeze(-2), k.cumheights.unsqueeze(-2), k.derivatives.unsqueeze(-2)};
+    const int64_t elementDims = params.dim() - 1;
+    return [this, k, grid, elementDims](const torch::Tensor& x) { return evaluate(x, x.dim() == elementDims ? k : grid).out; };
+}
+
+ElementwiseResult RationalQuadraticSplineTransform::evaluate(const torch::Tensor& xIn, const Knots& k) const {
     const int64_t K = options_.bins;
     auto x = xIn.expand(broadcastShape(xIn, k.cumwidths));
     auto idx = (x.unsqueeze(-1) >= k.cumwidths.narrow(-1, 1, K - 1)).sum(-1, /*keepdim=*/true);

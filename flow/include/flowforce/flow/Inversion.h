@@ -7,20 +7,18 @@
 
 namespace flowforce {
 
-/** Monotonic element-wise function y = f(x; params) evaluated on x of any shape broadcasting
- *  against params[..., P] with the last dimension removed. */
-using ElementwiseFunction = std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& params)>;
-
 /**
  * Solves f(x) = y on [0,1] element-wise by multi-bin bisection: each step evaluates f at the K-1
  * interior points of a K-bin grid over the current bracket (one vectorised call), keeps the bin that
  * contains the root, and stops once the bracket is narrower than the tolerance; a final secant step
  * inside the last bracket gives x. Runs without gradients; y outside [f(0), f(1)] clamps to 0 or 1.
+ * @param f          increasing element-wise function (ElementwiseTransform::prepare): called with x of
+ *                   y's shape and with x of y's shape plus a trailing dimension of grid points
  * @param bins       K >= 2 (2 is plain bisection)
  * @param tolerance  bracket width at which to stop (in units of x), > 0
  */
-torch::Tensor multiBinBisection(const ElementwiseFunction& f, const torch::Tensor& y, const torch::Tensor& params,
-                                int64_t bins, double tolerance);
+torch::Tensor multiBinBisection(const ElementwiseTransform::Evaluator& f, const torch::Tensor& y, int64_t bins,
+                                double tolerance);
 
 /** Number of bisection steps multiBinBisection takes for these settings. */
 int64_t bisectionSteps(int64_t bins, double tolerance);

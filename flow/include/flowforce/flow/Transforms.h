@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -47,6 +48,11 @@ public:
     virtual bool hasAnalyticInverse() const { return false; }
     /** The configuration that recreates this transform with makeTransform(). */
     virtual nlohmann::json config() const = 0;
+    /** y = f(x) for fixed params, with the parameter maps evaluated once (root finding calls it many
+     *  times): x has params' element shape (params.sizes() without the last), optionally with one extra
+     *  trailing dimension of points per element. */
+    using Evaluator = std::function<torch::Tensor(const torch::Tensor& x)>;
+    virtual Evaluator prepare(const torch::Tensor& params) const;
     /** Raw parameters [numParams()] a conditioner should output at initialisation (its output bias):
      *  a transform close to the identity with components spread over the interval. */
     virtual torch::Tensor initialParams() const { return torch::zeros({numParams()}, torch::kFloat64); }
@@ -89,9 +95,17 @@ public:
     nlohmann::json config() const override;
     /** Locations on a regular grid (k + 1/2)/K with widths ~2/K, equal weights: nearly uniform. */
     torch::Tensor initialParams() const override;
+    Evaluator prepare(const torch::Tensor& params) const override;
     const SmoothMixtureOptions& options() const { return options_; }
 
 private:
+    /** Constrained shape parameters [..., K] (weights, concentration, location, minimum density,
+     *  ramp alpha) and the bump values at the interval ends. */
+    struct Shape {
+        torch::Tensor w, a, b, c, alpha, g0, g1;
+    };
+    Shape shape(const torch::Tensor& params) const;
+    ElementwiseResult evaluate(const torch::Tensor& x, const Shape& s) const;
     /** sigma[rho](t) and its derivative d sigma / dt for t clamped to [0,1]; alpha broadcasts. */
     std::pair<torch::Tensor, torch::Tensor> sigmoid(const torch::Tensor& t, const torch::Tensor& alpha) const;
     bool circular_;
@@ -120,6 +134,7 @@ public:
     nlohmann::json config() const override;
     /** Equal bins and unit knot slopes: the identity. */
     torch::Tensor initialParams() const override;
+    Evaluator prepare(const torch::Tensor& params) const override;
     /** Inverse by multi-bin bisection instead of the closed form (benchmarks and tests). */
     ElementwiseResult inverseByBisection(const torch::Tensor& y, const torch::Tensor& params) const;
 
@@ -128,6 +143,7 @@ private:
         torch::Tensor cumwidths, cumheights, derivatives;  // [..., K+1] each
     };
     Knots knots(const torch::Tensor& params) const;
+    ElementwiseResult evaluate(const torch::Tensor& x, const Knots& knots) const;
     bool circular_;
     SplineOptions options_;
 };
