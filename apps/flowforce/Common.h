@@ -53,5 +53,9 @@ void makeDirectories(const std::string& path);
 // Subcommand registration (each in its own file).
 void registerToy(CLI::App& app);
 void registerBench(CLI::App& app);
+void registerTrain(CLI::App& app);
+void registerModelCommands(CLI::App& app);  // init, eval
+void registerData(CLI::App& app);
+void registerMD(CLI::App& app);
 
 }  // namespace flowforce::cli

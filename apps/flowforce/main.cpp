@@ -11,7 +11,11 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.set_version_flag("--version", "flowforce 0.1.0");
     flowforce::cli::registerToy(app);
+    flowforce::cli::registerModelCommands(app);
+    flowforce::cli::registerTrain(app);
     flowforce::cli::registerBench(app);
+    flowforce::cli::registerData(app);
+    flowforce::cli::registerMD(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -86,6 +86,87 @@ def toy(data, outdir):
     save(fig, os.path.join(outdir, f"toy-{name}-force-scatter.png"))
 
 
+def evaluation(data, outdir):
+    """Ramachandran plots, flow vs target forces and energies (like the paper's Fig. 3c)."""
+    rows = [("data", "test data")] + ([("sample", "flow samples")] if "sample_phi" in data else [])
+    if data.get("data_phi"):
+        fig, axes = plt.subplots(1, len(rows), figsize=(4.6 * len(rows), 4.2), squeeze=False)
+        for ax, (key, title) in zip(axes[0], rows):
+            phi, psi = np.array(data[key + "_phi"]), np.array(data[key + "_psi"])
+            h, xe, ye = np.histogram2d(phi, psi, bins=60, range=[[-np.pi, np.pi], [-np.pi, np.pi]])
+            ax.imshow(np.log(h.T + 1), origin="lower", extent=[-np.pi, np.pi, -np.pi, np.pi],
+                      cmap="viridis", aspect="equal")
+            ax.set_xlabel("phi (rad)")
+            ax.set_ylabel("psi (rad)")
+            ax.set_title(f"{title} ({len(phi)}): log(1 + count)")
+        save(fig, os.path.join(outdir, "ramachandran.png"))
+
+    fig, axes = plt.subplots(2, len(rows), figsize=(4.6 * len(rows), 8.4), squeeze=False)
+    for col, (key, title) in enumerate(rows):
+        ax = axes[0][col]
+        if key + "_force_target" in data:
+            ft, ff = np.array(data[key + "_force_target"]), np.array(data[key + "_force_flow"])
+            lim = np.percentile(np.abs(ft), 99.5) * 1.2
+            ax.scatter(ft, ff, s=1, alpha=0.3)
+            ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
+            rmse = np.sqrt(np.mean((ft - ff) ** 2))
+            ax.set_title(f"{title}: forces (RMSE {rmse:.0f} kJ/mol/nm)")
+            ax.set_xlabel("target force component (kJ/mol/nm)")
+            ax.set_ylabel("flow force component (kJ/mol/nm)")
+        ax = axes[1][col]
+        if key + "_energy_target_kT" in data:
+            et, ef = np.array(data[key + "_energy_target_kT"]), np.array(data[key + "_energy_flow_kT"])
+            ef = ef - ef.min() + et.min()  # shifted so the minima agree (paper Fig. 3c)
+            hi = np.percentile(et, 99.5)
+            bins = np.linspace(et.min(), hi, 60)
+            ax.hist(et, bins=bins, alpha=0.5, density=True, label="target u")
+            ax.hist(ef, bins=bins, alpha=0.5, density=True, label="flow -log p (shifted)")
+            ax.set_xlabel("energy (k_B T)")
+            ax.set_ylabel("density")
+            ax.set_title(f"{title}: energies")
+            ax.legend()
+    save(fig, os.path.join(outdir, "forces-energies.png"))
+
+
+def md_energy(data, outdir):
+    """flowforce md --ensemble nve: total energy vs time per replica (like the paper's Fig. 4)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for rep in data["replicas"]:
+        t, e = np.array(rep["time_ps"]), np.array(rep["total_energy"])
+        if len(e) == 0:
+            continue
+        label = f"replica {rep['replica']}" + (" (exploded)" if rep["exploded"] else "")
+        ax.plot(t, e - e[0], lw=0.8, label=label)
+    ax.set_xlabel("time (ps)")
+    ax.set_ylabel("E_total - E_total(0) (kJ/mol)")
+    ax.set_title(f"NVE: {data['title']}", fontsize=9)
+    if len(data["replicas"]) <= 12:
+        ax.legend(fontsize=7, ncol=2)
+    save(fig, os.path.join(outdir, "md-total-energy.png"))
+
+
+def md_langevin(data, outdir):
+    """flowforce md --ensemble langevin: potential energy vs time and the Ramachandran plot."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.3))
+    for rep in data["replicas"]:
+        axes[0].plot(rep["time_ps"], rep["potential_energy"], lw=0.6, label=f"replica {rep['replica']}")
+    axes[0].set_xlabel("time (ps)")
+    axes[0].set_ylabel("potential energy (kJ/mol)")
+    axes[0].set_title(data["title"], fontsize=8)
+    phi, psi = np.array(data.get("phi", [])), np.array(data.get("psi", []))
+    if len(phi):
+        axes[1].scatter(phi, psi, s=2, alpha=0.5)
+        axes[1].set_xlim(-180, 180)
+        axes[1].set_ylim(-180, 180)
+        axes[1].set_aspect("equal")
+    axes[1].set_xlabel("phi (deg)")
+    axes[1].set_ylabel("psi (deg)")
+    axes[1].set_title(f"Ramachandran ({len(phi)} frames)")
+    save(fig, os.path.join(outdir, "md-langevin.png"))
+
+
 def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__)
@@ -93,7 +174,7 @@ def main():
     with open(payload) as fh:
         data = json.load(fh)
     os.makedirs(outdir, exist_ok=True)
-    {"toy": toy}[kind](data, outdir)
+    {"toy": toy, "eval": evaluation, "md_energy": md_energy, "md_langevin": md_langevin}[kind](data, outdir)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 #include "flowforce/flow/Flow.h"
 
+#include "flowforce/flow/InternalCoordinates.h"
+
 #include <torch/csrc/autograd/autograd.h>
 
 #include <cmath>
@@ -214,16 +216,35 @@ Flow::Flow(const nlohmann::json& architecture) : architecture_(architecture) {
     if (dim_ < 1) throw std::invalid_argument("flow: dim must be >= 1");
     circular_ = architecture.value("circular", std::vector<bool>(static_cast<size_t>(dim_), false));
     if (static_cast<int64_t>(circular_.size()) != dim_) throw std::invalid_argument("flow: 'circular' needs dim entries");
+    dataDim_ = dim_;
+    if (architecture.contains("embedding")) {
+        const auto& e = architecture["embedding"];
+        if (e.value("type", std::string()) != "internal_coordinates")
+            throw std::invalid_argument("flow: unknown embedding type (internal_coordinates)");
+        auto ic = makeInternalCoordinateLayer(e);
+        if (ic->outputDim() != dim_)
+            throw std::invalid_argument("flow: the embedding produces " + std::to_string(ic->outputDim()) +
+                                        " coordinates but dim is " + std::to_string(dim_));
+        if (ic->circularFlags() != circular_)
+            throw std::invalid_argument("flow: 'circular' does not match the embedding's torsions");
+        dataDim_ = ic->inputDim();
+        embedding_ = register_module("embedding", ic);
+    }
     int i = 0;
     for (const auto& layer : architecture.at("layers"))
         layers_.push_back(register_module("layer" + std::to_string(i++), makeBijection(layer, circular_)));
 }
 
 FlowResult Flow::forward(const torch::Tensor& x) {
-    if (x.dim() != 2 || x.size(1) != dim_)
-        throw std::invalid_argument("flow: expected input of shape [batch, " + std::to_string(dim_) + "]");
+    if (x.dim() != 2 || x.size(1) != dataDim_)
+        throw std::invalid_argument("flow: expected input of shape [batch, " + std::to_string(dataDim_) + "]");
     auto h = x;
     auto logdet = torch::zeros({x.size(0)}, x.options());
+    if (embedding_) {
+        auto r = embedding_->forward(h);
+        h = r.out;
+        logdet = r.logdet;
+    }
     for (auto& layer : layers_) {
         auto r = layer->forward(h);
         h = r.out;
@@ -239,6 +260,11 @@ FlowResult Flow::inverse(const torch::Tensor& z) {
     auto logdet = torch::zeros({z.size(0)}, z.options());
     for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
         auto r = (*it)->inverse(h);
+        h = r.out;
+        logdet = logdet + r.logdet;
+    }
+    if (embedding_) {
+        auto r = embedding_->inverse(h);
         h = r.out;
         logdet = logdet + r.logdet;
     }

@@ -137,16 +137,65 @@ std::unique_ptr<Potential> loadTorchScriptPotential(const std::string& bytes, co
 }
 
 // ---------------------------------------------------------------------------------------------
-// FlowForce model files (*.flow).
-// TODO(lead): molecular flows (z-matrix + internal-coordinate Jacobian) are evaluated here. The
-// file has already been parsed and validated by parseModelFile; build the potential from it,
-// check numParticles (-1: take the model's) and report the model's temperature (info.temperature_K).
+// FlowForce model files (*.flow): molecular flows whose embedding maps Cartesian positions to
+// internal coordinates, so -log p includes the internal-coordinate Jacobian and is invariant to
+// rigid motions. Evaluated with LibTorch autograd in double precision.
 // ---------------------------------------------------------------------------------------------
+class FlowPotential : public Potential {
+public:
+    FlowPotential(std::shared_ptr<Flow> flow, const std::string& name, double temperature)
+        : flow_(std::move(flow)), name_(name), n_(static_cast<int>(flow_->dataDim() / 3)), temperature_(temperature) {
+        flow_->eval();
+    }
+    int numParticles() const override { return n_; }
+    double modelTemperature() const override { return temperature_; }
+    std::string describe() const override {
+        return "FlowForce flow, " + std::to_string(n_) + " particles, " + std::to_string(flow_->parameterCount()) + " parameters";
+    }
+    double evaluate(const std::vector<double>& positions, std::vector<double>& gradient) override {
+        const size_t size = static_cast<size_t>(n_) * 3;
+        if (positions.size() != size)
+            throw std::runtime_error(name_ + ": expected " + std::to_string(size) + " coordinates, got " +
+                                     std::to_string(positions.size()));
+        for (size_t i = 0; i < size; ++i)
+            if (!std::isfinite(positions[i]))
+                throw std::runtime_error(name_ + ": coordinate " + std::to_string(i % 3) + " of particle " +
+                                         std::to_string(i / 3) + " is not finite");
+        auto x = torch::from_blob(const_cast<double*>(positions.data()), {1, static_cast<int64_t>(size)}, torch::kFloat64);
+        auto [u, grad] = flow_->energyAndGradient(x);
+        const double value = u.item<double>();
+        if (!std::isfinite(value))
+            throw std::runtime_error(name_ + ": the flow density is zero or undefined at this configuration "
+                                             "(-log p = " + std::to_string(value) + "): is a bond or angle outside the model's range?");
+        auto g = grad.contiguous();
+        const double* p = g.data_ptr<double>();
+        gradient.assign(p, p + size);
+        for (size_t i = 0; i < size; ++i)
+            if (!std::isfinite(gradient[i]))
+                throw std::runtime_error(name_ + ": non-finite gradient for particle " + std::to_string(i / 3));
+        return value;
+    }
+
+private:
+    std::shared_ptr<Flow> flow_;
+    std::string name_;
+    int n_;
+    double temperature_;
+};
+
 std::unique_ptr<Potential> loadFlowPotential(const ModelFile& model, const std::string& name, int numParticles) {
-    (void)model;
-    (void)numParticles;
-    throw std::runtime_error(name + ": molecular .flow models are not supported yet by this build "
-                                    "(use a TorchScript module for now)");
+    auto flow = buildFlow(model, name);
+    if (!flow->embedding() || flow->dataDim() % 3 != 0)
+        throw std::runtime_error(name + ": not a molecular model (it has no internal-coordinate embedding); "
+                                        "FlowForce needs a model of particle positions");
+    const int n = static_cast<int>(flow->dataDim() / 3);
+    if (numParticles > 0 && numParticles != n)
+        throw std::runtime_error(name + ": the model describes " + std::to_string(n) + " particles but " +
+                                 std::to_string(numParticles) + " were given");
+    double temperature = 0.0;
+    if (model.info.contains("temperature_K") && model.info["temperature_K"].is_number())
+        temperature = model.info["temperature_K"].get<double>();
+    return std::make_unique<FlowPotential>(std::move(flow), name, temperature);
 }
 
 }  // namespace

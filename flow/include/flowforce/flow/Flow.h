@@ -114,8 +114,10 @@ private:
 /**
  * A normalizing flow on d dimensions: layers applied in order in forward() (data -> latent),
  * uniform base density on [0,1]^d. Built from a JSON architecture:
- *   {"dim": d, "circular": [bool...], "layers": [layer configs]}
- * with layer configs {"type": "coupling" | "inverted" | "box", ...} (see makeBijection).
+ *   {"dim": d, "circular": [bool...], "layers": [layer configs], "embedding": {...} (optional)}
+ * with layer configs {"type": "coupling" | "inverted" | "box", ...} (see makeBijection). The optional
+ * embedding is a dimension-changing first layer from the data space, e.g. {"type":
+ * "internal_coordinates", ...} mapping Cartesian positions [B, 3n] to [B, 3n-6] (InternalCoordinates.h).
  */
 class Flow : public Bijection {
 public:
@@ -124,7 +126,12 @@ public:
     FlowResult inverse(const torch::Tensor& z) override;
     nlohmann::json config() const override { return architecture_; }
 
+    /** Dimension of the flow's own space (the latent space). */
     int64_t dim() const { return dim_; }
+    /** Dimension of the data x: 3n for a molecule entering through internal coordinates, else dim(). */
+    int64_t dataDim() const { return dataDim_; }
+    /** The dimension-changing first layer (e.g. internal coordinates), or null. */
+    const BijectionPtr& embedding() const { return embedding_; }
     const std::vector<bool>& circular() const { return circular_; }
     const std::vector<BijectionPtr>& layers() const { return layers_; }
 
@@ -142,8 +149,9 @@ public:
 
 private:
     nlohmann::json architecture_;
-    int64_t dim_;
+    int64_t dim_, dataDim_;
     std::vector<bool> circular_;
+    BijectionPtr embedding_;
     std::vector<BijectionPtr> layers_;
 };
 

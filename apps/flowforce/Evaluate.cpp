@@ -1,0 +1,220 @@
+// flowforce init / eval: untrained molecular models, and the metrics of a model on a dataset and on
+// its own samples (seed paper section 6.3, SI-2.6).
+#include "Common.h"
+#include "Molecular.h"
+
+#include "flowforce/flow/InternalCoordinates.h"
+#include "flowforce/flow/ModelFile.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cmath>
+#include <iomanip>
+#include <iostream>
+
+namespace flowforce::cli {
+
+namespace {
+
+struct InitOptions {
+    MoleculeOptions molecule;
+    std::string transform = "smooth", out = "model.flow", json;
+    bool inverse = false;
+    uint64_t seed = 1;
+    double temperature = 300.0;
+};
+
+void runInit(const InitOptions& o) {
+    if (!(o.temperature > 0)) throw Error("--temperature must be positive (K)");
+    auto m = buildMolecularModel(o.molecule, o.transform, o.inverse, o.seed, o.temperature);
+    saveFlow(*m.flow, o.out, m.info);
+    const int64_t params = m.flow->parameterCount();
+    std::cout << "untrained " << o.transform << " flow (" << (o.inverse ? "inverse" : "forward")
+              << " direction), " << m.flow->dataDim() / 3 << " atoms, " << m.flow->dim() << " internal coordinates, "
+              << params << " parameters (paper: 758,168 smooth, 398,691 spline): " << o.out << "\n";
+    if (!o.json.empty())
+        writeJson(o.json, {{"model", o.out}, {"transform", o.transform}, {"parameters", params}, {"atoms", m.flow->dataDim() / 3}});
+}
+
+struct EvalOptions {
+    MoleculeOptions molecule;
+    std::string model, data, json, plots;
+    int64_t samples = 2000, maxFrames = 10000;
+    double temperature = 0.0;
+    uint64_t seed = 1;
+    int threads = 0;
+};
+
+/** phi/psi (rad) of alanine dipeptide frames [B, 66]; empty for other molecules. */
+std::pair<std::vector<double>, std::vector<double>> ramachandran(const torch::Tensor& x) {
+    if (x.size(1) != 66) return {};
+    auto t = dihedrals(x, {{4, 6, 8, 14}, {6, 8, 14, 16}});  // [B, 2]
+    auto phi = t.select(1, 0).contiguous(), psi = t.select(1, 1).contiguous();
+    return {std::vector<double>(phi.data_ptr<double>(), phi.data_ptr<double>() + phi.numel()),
+            std::vector<double>(psi.data_ptr<double>(), psi.data_ptr<double>() + psi.numel())};
+}
+
+std::vector<double> toVector(const torch::Tensor& t) {
+    auto c = t.detach().reshape(-1).contiguous().to(torch::kFloat64);
+    return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+void runEval(EvalOptions o) {
+    setThreads(o.threads);
+    nlohmann::json info;
+    std::shared_ptr<Flow> flow;
+    try {
+        flow = loadFlow(o.model, &info);
+    } catch (const std::exception& e) {
+        throw Error(e.what());
+    }
+    if (!flow->embedding()) throw Error(o.model + ": not a molecular model");
+    if (o.temperature <= 0) o.temperature = info.value("temperature_K", 300.0);
+    const double kT = kBoltzmann * o.temperature;
+    auto data = loadMolecularData(o.data, flow->dataDim(), o.maxFrames, false);
+    const int64_t frames = data.positions.size(0);
+    std::cerr << "eval: " << o.model << " on " << frames << " frames of " << o.data << " and " << o.samples << " samples, T = "
+              << o.temperature << " K\n";
+    auto target = makeTargetEnergy(o.molecule, o.temperature);
+
+    // --- dataset ---
+    Progress progress("dataset", frames);
+    std::vector<torch::Tensor> uFlow, gradFlow;
+    for (int64_t s = 0; s < frames; s += 256) {
+        const int64_t n = std::min<int64_t>(256, frames - s);
+        auto [u, g] = flow->energyAndGradient(data.positions.narrow(0, s, n));
+        uFlow.push_back(u);
+        gradFlow.push_back(g);
+        progress.update(s + n);
+    }
+    progress.finish();
+    auto u = torch::cat(uFlow), grad = torch::cat(gradFlow);
+    nlohmann::json report{{"model", o.model}, {"data", o.data}, {"frames", frames}, {"temperature_K", o.temperature}};
+    nlohmann::json ds{{"nll_nats", u.mean().item<double>()}};
+    nlohmann::json plot{{"temperature_K", o.temperature}};
+    auto uTargetData = data.energies.defined() ? data.energies / kT : target->energies(data.positions);
+    const int64_t nPlot = std::min<int64_t>(frames, 20000);
+    if (data.forces.defined()) {
+        auto fRef = data.forces / kT;
+        ds["fme_per_nm2"] = (fRef + grad).pow(2).sum(1).mean().item<double>();
+        auto fFlow = -grad * kT;
+        ds["force_rmse_kJ_per_mol_nm"] = torch::sqrt((fFlow - data.forces).pow(2).mean()).item<double>();
+        ds["force_rms_reference_kJ_per_mol_nm"] = torch::sqrt(data.forces.pow(2).mean()).item<double>();
+        plot["data_force_target"] = toVector(data.forces.narrow(0, 0, std::min<int64_t>(frames, 300)));
+        plot["data_force_flow"] = toVector(fFlow.narrow(0, 0, std::min<int64_t>(frames, 300)));
+    }
+    report["dataset"] = ds;
+    auto [phiD, psiD] = ramachandran(data.positions.narrow(0, 0, nPlot));
+    plot["data_phi"] = phiD;
+    plot["data_psi"] = psiD;
+    plot["data_energy_flow_kT"] = toVector(u.narrow(0, 0, nPlot));
+    plot["data_energy_target_kT"] = toVector(uTargetData.narrow(0, 0, nPlot));
+
+    // --- samples ---
+    if (o.samples > 0) {
+        torch::manual_seed(o.seed);
+        Progress sp("samples", o.samples);
+        std::vector<torch::Tensor> xs, lps;
+        for (int64_t s = 0; s < o.samples; s += 256) {
+            const int64_t n = std::min<int64_t>(256, o.samples - s);
+            torch::NoGradGuard ng;
+            auto r = flow->sample(n);
+            xs.push_back(r.out);
+            lps.push_back(r.logdet);
+            sp.update(s + n);
+        }
+        sp.finish();
+        auto x = torch::cat(xs), logp = torch::cat(lps);
+        auto uT = target->energies(x);
+        auto fT = target->forces(x);  // k_B T / nm
+        auto [uF, gF] = flow->energyAndGradient(x);
+        auto finite = torch::isfinite(uT).logical_and(uT < 1e8);
+        auto logw = torch::where(finite, -uT - logp, torch::full({}, -INFINITY, torch::kFloat64));
+        const double N = static_cast<double>(o.samples);
+        const double lse = torch::logsumexp(logw, 0).item<double>();
+        const double lse2 = torch::logsumexp(2.0 * logw, 0).item<double>();
+        const double essFraction = std::exp(2.0 * lse - lse2) / N;
+        const double logZ = lse - std::log(N);
+        auto cut = torch::where(uT <= 1e3, uT, 1e3 + torch::log1p((uT - 1e3).clamp_min(0))).clamp_max(1e9);
+        nlohmann::json sm{{"count", o.samples},
+                          {"kld_plus_const", (cut + logp).mean().item<double>()},
+                          {"ess_fraction", essFraction},
+                          {"log_partition_function", logZ},
+                          {"energy_offset_kJ_per_mol", -kT * logZ},
+                          {"finite_target_energy_fraction", finite.to(torch::kFloat64).mean().item<double>()}};
+        auto ok = finite.nonzero().squeeze(1);
+        if (ok.numel() > 0) {
+            auto dF = (-gF.index_select(0, ok) - fT.index_select(0, ok)) * kT;
+            sm["force_rmse_kJ_per_mol_nm"] = torch::sqrt(dF.pow(2).mean()).item<double>();
+            sm["fme_per_nm2"] = (fT.index_select(0, ok) + gF.index_select(0, ok)).pow(2).sum(1).mean().item<double>();
+            const int64_t m = std::min<int64_t>(ok.numel(), 300);
+            plot["sample_force_target"] = toVector(fT.index_select(0, ok.narrow(0, 0, m)) * kT);
+            plot["sample_force_flow"] = toVector(-gF.index_select(0, ok.narrow(0, 0, m)) * kT);
+            plot["sample_energy_flow_kT"] = toVector(uF.index_select(0, ok));
+            plot["sample_energy_target_kT"] = toVector(uT.index_select(0, ok));
+        }
+        report["samples"] = sm;
+        auto [phiS, psiS] = ramachandran(x);
+        plot["sample_phi"] = phiS;
+        plot["sample_psi"] = psiS;
+    }
+    report["units"] = {{"nll_nats", "nats per configuration (positions in nm)"},
+                       {"fme_per_nm2", "mean over configurations of |F/kT - grad log p|^2, (1/nm)^2"},
+                       {"force_rmse_kJ_per_mol_nm", "root mean square over force components, kJ/mol/nm"},
+                       {"kld_plus_const", "E[u(x) + log p(x)] over flow samples, k_B T, up to the constant"},
+                       {"log_partition_function", "log Z estimate, k_B T units"}};
+
+    std::cout << std::setprecision(5) << "eval " << o.model << "\n  dataset (" << frames << " frames): NLL "
+              << ds["nll_nats"].get<double>() << " nats";
+    if (ds.contains("fme_per_nm2"))
+        std::cout << ", FME " << ds["fme_per_nm2"].get<double>() << " nm^-2, force RMSE "
+                  << ds["force_rmse_kJ_per_mol_nm"].get<double>() << " kJ/mol/nm";
+    std::cout << "\n";
+    if (report.contains("samples")) {
+        const auto& sm = report["samples"];
+        std::cout << "  samples (" << o.samples << "): KLD " << sm["kld_plus_const"].get<double>() << " k_B T (+const), ESS/N "
+                  << sm["ess_fraction"].get<double>() << ", log Z " << sm["log_partition_function"].get<double>() << " (offset "
+                  << sm["energy_offset_kJ_per_mol"].get<double>() << " kJ/mol)";
+        if (sm.contains("force_rmse_kJ_per_mol_nm"))
+            std::cout << ", force RMSE " << sm["force_rmse_kJ_per_mol_nm"].get<double>() << " kJ/mol/nm";
+        std::cout << "\n";
+    }
+    if (!o.json.empty()) {
+        writeJson(o.json, report);
+        std::cout << "  report: " << o.json << "\n";
+    }
+    if (!o.plots.empty() && makePlots("eval", plot, o.plots)) std::cout << "  plots: " << o.plots << "/\n";
+}
+
+}  // namespace
+
+void registerModelCommands(CLI::App& app) {
+    auto io = std::make_shared<InitOptions>();
+    auto* init = app.add_subcommand("init", "Write an untrained, seeded Boltzmann-generator model for a molecule");
+    addMoleculeOptions(*init, io->molecule);
+    init->add_option("--transform", io->transform, "smooth (8 bump components) or spline (8 bins)")
+        ->check(CLI::IsMember({"smooth", "spline"}))
+        ->capture_default_str();
+    init->add_flag("--inverse", io->inverse, "smooth transforms in the inverse direction (density by root finding)");
+    init->add_option("--temperature", io->temperature, "temperature stored in the model (K)")->capture_default_str();
+    init->add_option("--seed", io->seed, "random seed")->capture_default_str();
+    init->add_option("--out", io->out, "model file")->capture_default_str();
+    init->add_option("--json", io->json, "write a JSON summary");
+    init->callback([io]() { runInit(*io); });
+
+    auto eo = std::make_shared<EvalOptions>();
+    auto* ev = app.add_subcommand("eval", "Metrics of a model on a dataset and on its own samples; plots");
+    addMoleculeOptions(*ev, eo->molecule);
+    ev->add_option("--model", eo->model, "model file")->required();
+    ev->add_option("--data", eo->data, "H5MD dataset (test data)")->required();
+    ev->add_option("--samples", eo->samples, "flow samples for KLD, ESS, log Z (0: none)")->capture_default_str();
+    ev->add_option("--max-frames", eo->maxFrames, "dataset frames to use")->capture_default_str();
+    ev->add_option("--temperature", eo->temperature, "K (default: the model's)");
+    ev->add_option("--seed", eo->seed, "random seed")->capture_default_str();
+    ev->add_option("--threads", eo->threads, "LibTorch threads (0: all cores)")->capture_default_str();
+    ev->add_option("--json", eo->json, "write the metrics as JSON");
+    ev->add_option("--plots", eo->plots, "write PNG plots into this folder");
+    ev->callback([eo]() { runEval(*eo); });
+}
+
+}  // namespace flowforce::cli

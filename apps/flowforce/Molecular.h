@@ -1,0 +1,60 @@
+#pragma once
+// Molecules for the training and evaluation commands: the molecule options shared by every
+// subcommand, the Boltzmann-generator model of a molecule, datasets as tensors, and the classical
+// target energy (OpenMM) used by the reverse KL and by evaluation.
+
+#include "flowforce/flow/Flow.h"
+
+#include <memory>
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace flowforce::cli {
+
+/** Boltzmann constant in kJ/mol/K. */
+constexpr double kBoltzmann = 0.0083144626181532;
+
+/** A molecule: PDB + z-matrix; empty paths mean the built-in alanine dipeptide. */
+struct MoleculeOptions {
+    std::string pdb, zmatrix;
+};
+/** Adds --pdb and --zmatrix to a subcommand. */
+void addMoleculeOptions(CLI::App& cmd, MoleculeOptions& options);
+
+/** A molecular flow and the information stored with it in the model file. */
+struct MolecularModel {
+    std::shared_ptr<Flow> flow;
+    nlohmann::json info;
+};
+
+/** The Boltzmann-generator architecture of the seed paper (SI-2.4) for a molecule, untrained and
+ *  seeded: "smooth" (8 bump components) or "spline" (8 bins) transforms, conditioners 64-64 sin;
+ *  with inverse the smooth transforms act in the inverse direction (density by root finding). */
+MolecularModel buildMolecularModel(const MoleculeOptions& molecule, const std::string& transform, bool inverse,
+                                   uint64_t seed, double temperature = 300.0);
+
+/** A dataset as float64 tensors: positions [frames, 3n] nm, forces [frames, 3n] kJ/mol/nm (undefined
+ *  if the file has none), energies [frames] kJ/mol (undefined if none). */
+struct MolecularData {
+    torch::Tensor positions, forces, energies;
+};
+/** Reads an H5MD dataset; checks it has 3n = dataDim coordinates per frame (and forces if needed). */
+MolecularData loadMolecularData(const std::string& path, int64_t dataDim, int64_t maxFrames, bool needForces);
+
+/** The classical potential energy of the molecule in units of k_B T, evaluated by OpenMM. */
+class TargetEnergy {
+public:
+    virtual ~TargetEnergy() = default;
+    /** u(x) [B] for x [B, 3n] nm, without gradients. */
+    virtual torch::Tensor energies(const torch::Tensor& x) = 0;
+    /** u(x) [B] connected to autograd: its gradient is -F/kT from OpenMM's forces. */
+    virtual torch::Tensor energiesWithGradient(const torch::Tensor& x) = 0;
+    /** Forces -du/dx [B, 3n] in k_B T per nm. */
+    virtual torch::Tensor forces(const torch::Tensor& x) = 0;
+};
+std::unique_ptr<TargetEnergy> makeTargetEnergy(const MoleculeOptions& molecule, double temperature);
+
+}  // namespace flowforce::cli

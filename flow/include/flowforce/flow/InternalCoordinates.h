@@ -1,0 +1,169 @@
+#pragma once
+// Global internal coordinates of a molecule from a z-matrix (paper section 1 and SI-2.4): Cartesian
+// positions x (nm) <-> bonds, angles and torsions, each mapped to [0,1] so that a flow on the unit
+// hypercube can follow. The global position and orientation of the molecule (6 degrees of freedom)
+// are fixed by the z-matrix frame: forward() drops them, inverse() places the molecule in a fixed
+// frame (origin atom at 0, the bond-only atom on +x, the frame atom in the xy-plane with y > 0).
+//
+// Z-matrix rows are (atom, bond-ref, angle-ref, torsion-ref), 0-based, -1 = none. An atom with all
+// three references is placed at distance r from its bond reference b, at angle theta = angle(atom, b, a)
+// with the angle reference a, and with torsion phi = dihedral(atom, b, a, t) with the torsion
+// reference t. Exactly one row (the origin) has no reference, one has only a bond reference and one
+// only bond and angle references; they fix the frame.
+//
+// Units: nm for positions and bonds, radians for angles and torsions.
+
+#include "flowforce/flow/Flow.h"
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace flowforce {
+
+/** A z-matrix: one row (atom, bond-ref, angle-ref, torsion-ref) per atom, -1 = no reference. */
+struct ZMatrix {
+    using Row = std::array<int64_t, 4>;
+    std::vector<Row> rows;
+
+    ZMatrix() = default;
+    /** Takes the rows and validates them (throws std::invalid_argument, see validate()). */
+    explicit ZMatrix(std::vector<Row> rows);
+
+    /** Parses the text format of data/ala2-zmatrix.txt: four integers per line, '#' starts a comment,
+     *  blank lines are ignored; every numeric line is a row. Validates the result. */
+    static ZMatrix parse(const std::string& text);
+    /** Reads and parses a z-matrix file (the file name is prefixed to error messages). */
+    static ZMatrix fromFile(const std::string& path);
+    /** Rows from JSON [[atom, bond, angle, torsion], ...]; validates them. */
+    static ZMatrix fromJson(const nlohmann::json& rows);
+    /** The global z-matrix of alanine dipeptide (bgmol's DEFAULT_GLOBAL_Z_MATRIX, 22 atoms in the atom
+     *  order of data/alanine-dipeptide.pdb), compiled in. */
+    static ZMatrix builtinAlanineDipeptide();
+
+    /** Rows as JSON [[atom, bond, angle, torsion], ...]. */
+    nlohmann::json toJson() const;
+    /** Number of atoms n (= number of rows of a valid z-matrix). */
+    int64_t numAtoms() const { return static_cast<int64_t>(rows.size()); }
+
+    /**
+     * Checks the rows and throws std::invalid_argument with a message naming the offending row/atom:
+     * at least 3 atoms; every atom 0..n-1 is the atom of exactly one row (n = 1 + the largest index
+     * used anywhere, or expectedAtoms if given); references are -1 or in 0..n-1, trailing -1 only
+     * (a torsion reference needs an angle reference, which needs a bond reference); no row references
+     * its own atom or one atom twice; exactly one origin row, one bond-only row and one bond+angle row;
+     * the rows are placeable (no cyclic references).
+     */
+    void validate(int64_t expectedAtoms = -1) const;
+    /** Row indices in an order in which every row's references are placed before its atom
+     *  (a topological order, stable with respect to the row order); throws on cycles. */
+    std::vector<int64_t> placementOrder() const;
+};
+
+/** Kind of an internal coordinate. */
+enum class ICKind { Bond, Angle, Torsion };
+/** "bond", "angle" or "torsion". */
+std::string icKindName(ICKind kind);
+
+/** What one output dimension of an InternalCoordinateLayer is: its kind, the atom it places and the
+ *  z-matrix row (index into ZMatrix::rows) it comes from. */
+struct ICIndex {
+    ICKind kind;
+    int64_t atom;
+    int64_t row;
+};
+
+/**
+ * Global internal-coordinate transform as a (dimension-changing) bijection:
+ *   forward:  x [B, 3n] (nm, atom-major: x0 y0 z0 x1 ...) -> u [B, 3n-6] in [0,1],
+ *   inverse:  u [B, 3n-6] -> x [B, 3n] in the fixed frame.
+ * Output layout: all bonds (rows with a bond reference, in row order), then all angles (rows with an
+ * angle reference, in row order), then all torsions (rows with a torsion reference, in row order).
+ * Bonds map linearly from [bondMin, bondMax] (nm), angles from [angleMin, angleMax] (rad) to [0,1]
+ * (values outside the range map outside [0,1]; they are not clamped); torsions map from (-pi, pi]
+ * onto the circle [0,1) by u = (phi + pi) / 2pi, wrapped.
+ *
+ * Log-determinant convention (p(x) = p_u(u(x)) * exp(forward logdet) is a density on Cartesian space
+ * with respect to dx, normalised over the internal coordinates times the rigid-body orbit, whose
+ * measure is d^3(translation) times the Haar measure of SO(3) that is d^3(rotation vector) at the
+ * identity, total volume 8 pi^2):
+ *   forward logdet = - sum_{bonds} 2 log r_i - sum_{angles} log sin theta_i
+ *                    - nBonds log(bondMax - bondMin) - nAngles log(angleMax - angleMin) - nTorsions log 2pi
+ * where the sums include the frame atoms (the bond of the bond-only atom, the bond and angle of the
+ * frame atom). inverse logdet is exactly minus that at the same configuration. It is the log of
+ * |det d x / d(t, omega, u)| of x = R(omega) x_frame(u) + t at t = 0, omega = 0; the Gram determinant
+ * of the [3n, 3n-6] inverse Jacobian alone relates to it by
+ *   inverse logdet = 0.5 log det(J^T J) + 2 log r_1 + log(r_2 sin theta_2)
+ * with r_1 the bond of the bond-only atom and r_2, theta_2 the bond and angle of the frame atom (the
+ * rigid-body orbit's volume factor). Invariant to global translations and rotations.
+ * Double precision recommended; differentiable by autograd to any order away from degenerate
+ * geometries (zero bonds, straight angles, collinear torsion atoms).
+ */
+class InternalCoordinateLayer : public Bijection {
+public:
+    /** Default ranges: bonds [0.05, 0.3] nm, angles [0.15 pi, pi] rad. Throws std::invalid_argument
+     *  on an invalid z-matrix or empty/reversed ranges. */
+    explicit InternalCoordinateLayer(ZMatrix zmatrix, std::array<double, 2> bondRange = {0.05, 0.3},
+                                     std::array<double, 2> angleRange = {0.15 * M_PI, M_PI});
+
+    /** x [B, 3n] (nm) -> u [B, 3n-6] in [0,1], log|det du/dx| [B] (convention above). */
+    FlowResult forward(const torch::Tensor& x) override;
+    /** u [B, 3n-6] -> x [B, 3n] (nm) in the fixed frame, logdet = -forward logdet at that x. */
+    FlowResult inverse(const torch::Tensor& u) override;
+    /** {"type": "internal_coordinates", "zmatrix": [[a,b,c,d],...], "bond_range": [lo, hi] (nm),
+     *   "angle_range": [lo, hi] (rad)}. */
+    nlohmann::json config() const override;
+
+    /** Raw internal coordinates of x [B, 3n]: bonds (nm), angles (rad), torsions (rad, (-pi, pi]) in
+     *  the output layout, [B, 3n-6], before the maps to [0,1]. */
+    torch::Tensor internalCoordinates(const torch::Tensor& x) const;
+
+    /** The z-matrix. */
+    const ZMatrix& zmatrix() const { return zmatrix_; }
+    /** Number of atoms n. */
+    int64_t numAtoms() const { return zmatrix_.numAtoms(); }
+    /** Input (Cartesian) dimension 3n. */
+    int64_t inputDim() const { return 3 * numAtoms(); }
+    /** Output (internal-coordinate) dimension 3n-6. */
+    int64_t outputDim() const { return 3 * numAtoms() - 6; }
+    /** Number of bonds n-1, angles n-2 and torsions n-3. */
+    int64_t numBonds() const { return static_cast<int64_t>(bondRows_.size()); }
+    int64_t numAngles() const { return static_cast<int64_t>(angleRows_.size()); }
+    int64_t numTorsions() const { return static_cast<int64_t>(torsionRows_.size()); }
+    /** Per output dimension: false for bonds and angles, true for torsions. */
+    std::vector<bool> circularFlags() const;
+    /** Kind, atom and z-matrix row of output dimension dim (throws std::out_of_range). */
+    ICIndex outputIndex(int64_t dim) const;
+    /** Output dimensions of one kind, ascending (bonds: 0..n-2, angles: n-1..2n-4, torsions: the rest). */
+    std::vector<int64_t> outputDims(ICKind kind) const;
+    /** Output dimension of the coordinate of this kind that places atom, or -1 if it has none. */
+    int64_t outputDimOf(ICKind kind, int64_t atom) const;
+    /** Bond range [lo, hi] in nm and angle range [lo, hi] in rad. */
+    std::array<double, 2> bondRange() const { return bondRange_; }
+    std::array<double, 2> angleRange() const { return angleRange_; }
+
+private:
+    ZMatrix zmatrix_;
+    std::array<double, 2> bondRange_, angleRange_;
+    std::vector<int64_t> order_;                             // placement order (row indices)
+    std::vector<int64_t> bondRows_, angleRows_, torsionRows_;  // rows of each output block
+    std::vector<int64_t> rowBondDim_, rowAngleDim_, rowTorsionDim_;  // per row: output dim or -1
+    int64_t originRow_ = -1, axisRow_ = -1, planeRow_ = -1;  // frame rows
+    double logDetConstant_ = 0.0;                            // forward log-jacobian of the interval maps
+};
+
+/** Builds an InternalCoordinateLayer from its config() (throws std::invalid_argument). */
+std::shared_ptr<InternalCoordinateLayer> makeInternalCoordinateLayer(const nlohmann::json& config);
+
+/** Dihedral angles (rad, (-pi, pi], IUPAC sign convention) of atom quadruples (i, j, k, l) from
+ *  positions x [B, n, 3] or [B, 3n] (nm): the angle between the planes (i, j, k) and (j, k, l), [B, K].
+ *  Differentiable; dihedral(i, j, k, l) == dihedral(l, k, j, i). */
+torch::Tensor dihedrals(const torch::Tensor& x, const std::vector<std::array<int64_t, 4>>& quadruples);
+
+}  // namespace flowforce
