@@ -19,6 +19,7 @@ from matplotlib.colors import LogNorm  # noqa: E402
 
 def save(fig, path):
     tmp = path + ".tmp.png"
+    fig.tight_layout()
     fig.savefig(tmp, dpi=130, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, path)
@@ -101,26 +102,31 @@ def evaluation(data, outdir):
             ax.set_title(f"{title} ({len(phi)}): log(1 + count)")
         save(fig, os.path.join(outdir, "ramachandran.png"))
 
-    fig, axes = plt.subplots(2, len(rows), figsize=(4.6 * len(rows), 8.4), squeeze=False)
+    fig, axes = plt.subplots(2, len(rows), figsize=(5.2 * len(rows), 9.0), squeeze=False)
+    # Axis ranges from the test data, so a few wild samples of a poor model cannot squash the panels.
+    ref = np.abs(np.array(data.get("data_force_target", [1.0])))
+    force_lim = np.percentile(ref, 99.5) * 1.2 if ref.size else 1.0
     for col, (key, title) in enumerate(rows):
         ax = axes[0][col]
         if key + "_force_target" in data:
             ft, ff = np.array(data[key + "_force_target"]), np.array(data[key + "_force_flow"])
-            lim = np.percentile(np.abs(ft), 99.5) * 1.2
-            ax.scatter(ft, ff, s=1, alpha=0.3)
+            lim = force_lim
+            ax.scatter(np.clip(ft, -lim, lim), np.clip(ff, -lim, lim), s=1, alpha=0.3)
             ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
             ax.set_xlim(-lim, lim)
             ax.set_ylim(-lim, lim)
             rmse = np.sqrt(np.mean((ft - ff) ** 2))
-            ax.set_title(f"{title}: forces (RMSE {rmse:.0f} kJ/mol/nm)")
+            ax.set_title(f"{title}: forces\n(RMSE {rmse:.4g} kJ/mol/nm; clipped to the axes)", fontsize=10)
             ax.set_xlabel("target force component (kJ/mol/nm)")
             ax.set_ylabel("flow force component (kJ/mol/nm)")
         ax = axes[1][col]
         if key + "_energy_target_kT" in data:
             et, ef = np.array(data[key + "_energy_target_kT"]), np.array(data[key + "_energy_flow_kT"])
-            ef = ef - ef.min() + et.min()  # shifted so the minima agree (paper Fig. 3c)
-            hi = np.percentile(et, 99.5)
-            bins = np.linspace(et.min(), hi, 60)
+            ok = np.isfinite(et) & np.isfinite(ef)
+            et, ef = et[ok], ef[ok]
+            ef = ef - np.median(ef) + np.median(et)  # shifted so the medians agree (paper Fig. 3c)
+            lo, hi = np.percentile(np.concatenate([et, ef]), [0.5, 99.0])
+            bins = np.linspace(lo, hi, 60)
             ax.hist(et, bins=bins, alpha=0.5, density=True, label="target u")
             ax.hist(ef, bins=bins, alpha=0.5, density=True, label="flow -log p (shifted)")
             ax.set_xlabel("energy (k_B T)")

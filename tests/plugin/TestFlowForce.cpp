@@ -397,8 +397,8 @@ TEST(FlowForceApi, BadInputs) {
     for (const std::string& path : {garbage, empty, truncated, flowBad}) std::remove(path.c_str());
 }
 
-TEST(FlowForceApi, FlowModelFilesAreRejectedForNow) {
-    // A well-formed FlowForce model file header (no tensors): parsed, then refused with a clear message.
+TEST(FlowForceApi, FlowModelWithoutArchitectureIsRejected) {
+    // A well-formed FlowForce model file header (no tensors, empty architecture): refused with a clear message.
     const std::string header = R"({"__metadata__":{"format":"flowforce","format_version":"1","architecture":"{}","info":"{}"}})";
     std::string bytes;
     for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>((header.size() >> (8 * i)) & 0xff));
@@ -407,7 +407,6 @@ TEST(FlowForceApi, FlowModelFilesAreRejectedForNow) {
     writeBytes(path, bytes);
     try {
         FlowForce f(path);
-        // Once the lead implements .flow models, this file (no architecture) must still be rejected.
         ADD_FAILURE() << "an empty .flow model was accepted";
     } catch (const OpenMMException& e) {
         EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
