@@ -7,7 +7,7 @@ PYTHON    ?= /usr/bin/python3
 CMAKE_ARGS ?=
 DEMO_DIR  ?= demo
 
-.PHONY: all deps configure build demo test clean
+.PHONY: all deps configure build demo toy test clean
 
 all: build
 
@@ -24,9 +24,13 @@ build: configure
 
 # The main job on the built-in default (see README.md for what it prints).
 demo: build
+	PYTHON=$(PYTHON) bash scripts/demo.sh $(BUILD_DIR) $(DEMO_DIR)
+
+# The paper's 2-D examples (section 6.1): smooth vs spline flows on the ring and torus energies.
+toy: build
 	@mkdir -p $(DEMO_DIR)
-	$(BUILD_DIR)/bin/flowforce toy --energy rings --plots $(DEMO_DIR)/toy --json $(DEMO_DIR)/toy-rings.json
-	@echo "demo: report in $(DEMO_DIR)/toy-rings.json, plots in $(DEMO_DIR)/toy/"
+	$(BUILD_DIR)/bin/flowforce toy --energy rings --plots $(DEMO_DIR)/toy-rings --json $(DEMO_DIR)/toy-rings.json
+	$(BUILD_DIR)/bin/flowforce toy --energy torus --plots $(DEMO_DIR)/toy-torus --json $(DEMO_DIR)/toy-torus.json
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
