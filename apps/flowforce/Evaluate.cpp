@@ -96,7 +96,7 @@ void runEval(EvalOptions o) {
     const int64_t nPlot = std::min<int64_t>(frames, 20000);
     if (data.forces.defined()) {
         auto fRef = data.forces / kT;
-        ds["fme_per_nm2"] = (fRef + grad).pow(2).sum(1).mean().item<double>();
+        ds["fme_per_nm2"] = (fRef + grad).pow(2).mean().item<double>();
         auto fFlow = -grad * kT;
         ds["force_rmse_kJ_per_mol_nm"] = torch::sqrt((fFlow - data.forces).pow(2).mean()).item<double>();
         ds["force_rms_reference_kJ_per_mol_nm"] = torch::sqrt(data.forces.pow(2).mean()).item<double>();
@@ -146,7 +146,7 @@ void runEval(EvalOptions o) {
         if (ok.numel() > 0) {
             auto dF = (-gF.index_select(0, ok) - fT.index_select(0, ok)) * kT;
             sm["force_rmse_kJ_per_mol_nm"] = torch::sqrt(dF.pow(2).mean()).item<double>();
-            sm["fme_per_nm2"] = (fT.index_select(0, ok) + gF.index_select(0, ok)).pow(2).sum(1).mean().item<double>();
+            sm["fme_per_nm2"] = (fT.index_select(0, ok) + gF.index_select(0, ok)).pow(2).mean().item<double>();
             const int64_t m = std::min<int64_t>(ok.numel(), 300);
             plot["sample_force_target"] = toVector(fT.index_select(0, ok.narrow(0, 0, m)) * kT);
             plot["sample_force_flow"] = toVector(-gF.index_select(0, ok.narrow(0, 0, m)) * kT);
@@ -159,7 +159,7 @@ void runEval(EvalOptions o) {
         plot["sample_psi"] = psiS;
     }
     report["units"] = {{"nll_nats", "nats per configuration (positions in nm)"},
-                       {"fme_per_nm2", "mean over configurations of |F/kT - grad log p|^2, (1/nm)^2"},
+                       {"fme_per_nm2", "mean over configurations and Cartesian components of (F/kT - d log p/dx)^2, (1/nm)^2 (x 3n: the squared-norm form)"},
                        {"force_rmse_kJ_per_mol_nm", "root mean square over force components, kJ/mol/nm"},
                        {"kld_plus_const", "E[u(x) + log p(x)] over flow samples, k_B T, up to the constant"},
                        {"log_partition_function", "log Z estimate, k_B T units"}};

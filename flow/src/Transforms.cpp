@@ -141,7 +141,11 @@ torch::Tensor SmoothMixtureTransform::initialParams() const {
     p.narrow(0, K, K).fill_(std::log(std::expm1(logA)));
     auto grid = (torch::arange(K, torch::kFloat64) + 0.5) / static_cast<double>(K);
     p.narrow(0, 2 * K, K).copy_(torch::log(grid / (1.0 - grid)));
-    p.narrow(0, 3 * K, K).fill_(-1.0);  // c ~ 0.27
+    // c ~ 0.01: every element transform mixes a fraction c of the identity into its bumps, so in a flow
+    // of many layers and dimensions a large c sends most samples through some uniform floor (clashing
+    // molecules); likelihood training lowers c only slowly, so it starts small.
+    const double s0 = std::max((0.01 - options_.minDensity) / (1.0 - options_.minDensity), 0.01);
+    p.narrow(0, 3 * K, K).fill_(std::log(s0 / (1.0 - s0)));
     return p;
 }
 

@@ -1,0 +1,137 @@
+"""Tests of the Boltzmann-generator commands: `flowforce init`, `train`, `eval` (run by ctest).
+
+Environment as in test_md_cli.py: FLOWFORCE_BIN, FLOWFORCE_TEST_TMP. Small datasets and one or two
+epochs: these check the plumbing and the properties that hold after any amount of training.
+"""
+import json
+import math
+import os
+import shutil
+import subprocess
+
+import pytest
+
+BIN = os.environ.get("FLOWFORCE_BIN", "build/bin/flowforce")
+KT_300 = 0.008314462618 * 300.0  # kJ/mol
+
+
+@pytest.fixture(scope="module")
+def work():
+    base = os.environ.get("FLOWFORCE_TEST_TMP")
+    if not base:
+        pytest.skip("FLOWFORCE_TEST_TMP not set")
+    d = os.path.join(base, "bg")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
+def run(*args, check=True):
+    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"flowforce {' '.join(map(str, args))} failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    return p
+
+
+def assert_one_line_error(p, cmd):
+    assert p.returncode != 0, p.stderr
+    errors = [line for line in p.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1, p.stderr
+    assert errors[0].startswith(f"flowforce {cmd}: error: "), p.stderr
+
+
+@pytest.fixture(scope="module")
+def dataset(work):
+    path = os.path.join(work, "ala2.h5")
+    run("data", "--out", path, "--ns", 0.08, "--equilibration-ps", 2, "--seed", 5)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(work, dataset):
+    model = os.path.join(work, "smooth.flow")
+    report = os.path.join(work, "train.json")
+    run("train", "--data", dataset, "--transform", "smooth", "--w-fm", 0.001, "--epochs", 2, "--batch", 16,
+        "--kld-val-samples", 16, "--threads", 1, "--out", model, "--json", report)
+    return model, json.load(open(report))
+
+
+def test_bg_init_parameter_counts(work):
+    counts = {}
+    for transform in ("smooth", "spline"):
+        out, js = os.path.join(work, f"init-{transform}.flow"), os.path.join(work, f"init-{transform}.json")
+        p = run("init", "--transform", transform, "--out", out, "--json", js)
+        counts[transform] = json.load(open(js))["parameters"]
+        assert f"{counts[transform]} parameters" in p.stdout
+    # The paper's spline Boltzmann generator (SI-2.4) has exactly 398,691 parameters.
+    assert counts["spline"] == 398691
+    assert counts["smooth"] > counts["spline"]
+
+
+def test_bg_init_is_seeded(work):
+    a, b, c = (os.path.join(work, f"seed-{i}.flow") for i in range(3))
+    run("init", "--seed", 4, "--out", a)
+    run("init", "--seed", 4, "--out", b)
+    run("init", "--seed", 5, "--out", c)
+    assert open(a, "rb").read() == open(b, "rb").read()
+    assert open(a, "rb").read() != open(c, "rb").read()
+
+
+def test_bg_train_report(trained):
+    model, report = trained
+    assert os.path.exists(model)
+    history = report["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    for h in history:
+        assert math.isfinite(h["val_nll_nats"]) and math.isfinite(h["val_fme_per_nm2"]) and h["val_fme_per_nm2"] > 0
+        assert "val_kld" in h
+    assert report["weights"] == {"nll": pytest.approx(0.999), "kld": 0.0, "fm": 0.001}
+    assert report["train_frames"] + report["validation_frames"] == 80
+
+
+def test_bg_eval_metrics_are_consistent(work, dataset, trained):
+    model, _ = trained
+    out = os.path.join(work, "eval.json")
+    plots = os.path.join(work, "eval-plots")
+    run("eval", "--model", model, "--data", dataset, "--samples", 64, "--threads", 1, "--json", out, "--plots", plots)
+    ev = json.load(open(out))
+    ds, sm = ev["dataset"], ev["samples"]
+    # FME is the mean squared force error per component in units of k_B T: force RMSE = k_B T sqrt(FME).
+    assert ds["force_rmse_kJ_per_mol_nm"] == pytest.approx(KT_300 * math.sqrt(ds["fme_per_nm2"]), rel=1e-6)
+    assert math.isfinite(ds["nll_nats"])
+    assert sm["count"] == 64
+    assert 0 < sm["ess_fraction"] <= 1
+    for name in ("ramachandran.png", "forces-energies.png"):
+        assert os.path.getsize(os.path.join(plots, name)) > 1000
+
+
+def test_bg_train_resumes_from_checkpoint(work, dataset):
+    model = os.path.join(work, "resume.flow")
+    args = ["train", "--data", dataset, "--transform", "spline", "--batch", 16, "--kld-val-samples", 0,
+            "--threads", 1, "--out", model]
+    run(*args, "--epochs", 1)
+    p = run(*args, "--epochs", 2, "--resume", "--json", os.path.join(work, "resume.json"))
+    assert "resumed" in p.stderr and "after epoch 1" in p.stderr
+    history = json.load(open(os.path.join(work, "resume.json")))["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_bg_trained_model_drives_md(work, dataset, trained):
+    model, _ = trained
+    out = os.path.join(work, "md.json")
+    run("md", "--model", model, "--data", dataset, "--replicas", 1, "--steps", 50, "--equilibration-steps", 20,
+        "--json", out)
+    report = json.load(open(out))
+    assert report["replicas_exploded"] == 0
+    assert report["per_replica"][0]["steps_done"] == 50
+
+
+def test_bg_bad_inputs(work, dataset):
+    assert_one_line_error(run("train", "--data", os.path.join(work, "missing.h5"), check=False), "train")
+    corrupt = os.path.join(work, "corrupt.flow")
+    with open(corrupt, "wb") as f:
+        f.write(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    assert_one_line_error(run("eval", "--model", corrupt, "--data", dataset, check=False), "eval")
+    pdb = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "alanine-dipeptide.pdb")
+    assert_one_line_error(run("init", "--pdb", pdb, "--out", os.path.join(work, "x.flow"), check=False), "init")
+    assert_one_line_error(run("train", "--data", dataset, "--w-fm", 0.7, "--w-kld", 0.7, check=False), "train")
