@@ -19,7 +19,8 @@ from matplotlib.colors import LogNorm  # noqa: E402
 
 def save(fig, path):
     tmp = path + ".tmp.png"
-    fig.tight_layout()
+    if not fig.get_constrained_layout():
+        fig.tight_layout()
     fig.savefig(tmp, dpi=130, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, path)
@@ -37,7 +38,7 @@ def toy(data, outdir):
 
     # Figure like the paper's Fig. 2 / SI-1: densities (top) and force errors on held-out samples (bottom).
     cols = 1 + len(flows)
-    fig, axes = plt.subplots(2, cols, figsize=(4.2 * cols, 8.2), squeeze=False)
+    fig, axes = plt.subplots(2, cols, figsize=(4.4 * cols, 8.6), squeeze=False, constrained_layout=True)
     exact = np.array(data["exact_log_density"]).reshape(n, n)
     vmax = exact.max()
     vmin = vmax - 12
@@ -53,15 +54,20 @@ def toy(data, outdir):
     errors = [np.array(f["force_error"]) for f in flows]
     allv = np.concatenate([mag] + errors)
     norm = LogNorm(vmin=max(np.percentile(allv, 1), 1e-3), vmax=np.percentile(allv, 99.9))
+    def scatter(ax, values):
+        order = np.argsort(values)  # largest on top, so the worst errors stay visible
+        return ax.scatter(samples[order, 0], samples[order, 1], c=np.maximum(values[order], norm.vmin), s=3,
+                          cmap="magma", norm=norm)
+
     ax = axes[1][0]
-    sc = ax.scatter(samples[:, 0], samples[:, 1], c=np.maximum(mag, norm.vmin), s=3, cmap="magma", norm=norm)
+    sc = scatter(ax, mag)
     step = max(1, len(samples) // 400)
     ax.quiver(samples[::step, 0], samples[::step, 1], fexact[::step, 0], fexact[::step, 1], angles="xy", color="0.3",
               width=0.003)
     ax.set_title("reference force |F| (k_B T/unit)")
     for ax, f, err in zip(axes[1][1:], flows, errors):
-        ax.scatter(samples[:, 0], samples[:, 1], c=np.maximum(err, norm.vmin), s=3, cmap="magma", norm=norm)
-        ax.set_title(f"{f['transform']} flow: |F_flow - F|\nRMSE {f['force_rmse']:.2f}")
+        scatter(ax, err)
+        ax.set_title(f"{f['transform']} flow: |F_flow - F|, RMSE {f['force_rmse']:.2f}")
     for ax in axes[1]:
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
