@@ -100,6 +100,8 @@ void runEval(EvalOptions o) {
         auto fFlow = -grad * kT;
         ds["force_rmse_kJ_per_mol_nm"] = torch::sqrt((fFlow - data.forces).pow(2).mean()).item<double>();
         ds["force_rms_reference_kJ_per_mol_nm"] = torch::sqrt(data.forces.pow(2).mean()).item<double>();
+        plot["data_force_rmse"] = ds["force_rmse_kJ_per_mol_nm"];
+        plot["data_force_frames"] = std::min<int64_t>(frames, 300);
         plot["data_force_target"] = toVector(data.forces.narrow(0, 0, std::min<int64_t>(frames, 300)));
         plot["data_force_flow"] = toVector(fFlow.narrow(0, 0, std::min<int64_t>(frames, 300)));
     }
@@ -147,7 +149,9 @@ void runEval(EvalOptions o) {
             auto dF = (-gF.index_select(0, ok) - fT.index_select(0, ok)) * kT;
             sm["force_rmse_kJ_per_mol_nm"] = torch::sqrt(dF.pow(2).mean()).item<double>();
             sm["fme_per_nm2"] = (fT.index_select(0, ok) + gF.index_select(0, ok)).pow(2).mean().item<double>();
+            plot["sample_force_rmse"] = sm["force_rmse_kJ_per_mol_nm"];
             const int64_t m = std::min<int64_t>(ok.numel(), 300);
+            plot["sample_force_frames"] = m;
             plot["sample_force_target"] = toVector(fT.index_select(0, ok.narrow(0, 0, m)) * kT);
             plot["sample_force_flow"] = toVector(-gF.index_select(0, ok.narrow(0, 0, m)) * kT);
             plot["sample_energy_flow_kT"] = toVector(uF.index_select(0, ok));

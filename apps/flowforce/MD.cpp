@@ -206,7 +206,8 @@ void runMD(MDOptions o) {
         nlohmann::json rep{{"replica", r}};
         bool blewUp = false;
         std::string reason;
-        long explodedAt = -1;
+        long explodedAt = -1;   // NVE step of an explosion (-1: none, or during equilibration)
+        long equilibrated = 0;  // Langevin equilibration steps completed
         const auto& x0 = starts[static_cast<size_t>(r) % starts.size()];
         auto energies = [&](double& pe, double& ke) {
             const OpenMM::State s = context.getState(OpenMM::State::Energy);
@@ -219,16 +220,17 @@ void runMD(MDOptions o) {
             context.setStepCount(0);
             context.setVelocitiesToTemperature(T, o.seed + r);
             integrator.setCurrentIntegrator(0);
-            for (long done = 0; done < o.equilibrationSteps && !blewUp;) {
-                const long k = std::min<long>(100, o.equilibrationSteps - done);
-                integrator.step(static_cast<int>(k));
-                done += k;
+            while (equilibrated < o.equilibrationSteps && !blewUp) {
+                integrator.step(static_cast<int>(std::min<long>(100, o.equilibrationSteps - equilibrated)));
+                equilibrated = context.getStepCount();
                 double pe, ke;
                 energies(pe, ke);
-                if (!std::isfinite(pe + ke)) blewUp = true, reason = "non-finite energy during equilibration", explodedAt = -done;
+                if (!std::isfinite(pe + ke))
+                    blewUp = true, reason = "non-finite energy after " + std::to_string(equilibrated) + " equilibration steps";
             }
         } catch (const std::exception& e) {
-            blewUp = true, reason = std::string("during equilibration: ") + e.what();
+            equilibrated = context.getStepCount();
+            blewUp = true, reason = "in equilibration step " + std::to_string(equilibrated + 1) + ": " + e.what();
         }
         context.setTime(0.0);
         context.setStepCount(0);
@@ -301,6 +303,7 @@ void runMD(MDOptions o) {
             rep["explosion_reason"] = reason;
             rep["exploded_at_step"] = explodedAt;
         }
+        rep["equilibration_steps_done"] = equilibrated;
         rep["steps_done"] = stepsDone;
         rep["ms_per_step"] = msPerStep;
         rep["mean_potential_energy_kj_mol"] = sp.mean;

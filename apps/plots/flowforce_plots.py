@@ -112,6 +112,9 @@ def evaluation(data, outdir):
     # Axis ranges from the test data, so a few wild samples of a poor model cannot squash the panels.
     ref = np.abs(np.array(data.get("data_force_target", [1.0])))
     force_lim = np.percentile(ref, 99.5) * 1.2 if ref.size else 1.0
+    ref_energy = np.array(data.get("data_energy_target_kT", []), dtype=float)
+    ref_energy = ref_energy[np.isfinite(ref_energy)]
+    energy_range = np.percentile(ref_energy, [0.5, 99.0]) if ref_energy.size else (-np.inf, np.inf)
     for col, (key, title) in enumerate(rows):
         ax = axes[0][col]
         if key + "_force_target" in data:
@@ -121,8 +124,10 @@ def evaluation(data, outdir):
             ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
             ax.set_xlim(-lim, lim)
             ax.set_ylim(-lim, lim)
-            rmse = np.sqrt(np.mean((ft - ff) ** 2))
-            ax.set_title(f"{title}: forces\n(RMSE {rmse:.4g} kJ/mol/nm; clipped to the axes)", fontsize=10)
+            rmse = data.get(key + "_force_rmse", np.sqrt(np.mean((ft - ff) ** 2)))
+            frames = data.get(key + "_force_frames")
+            shown = f"; {frames} frames shown" if frames else ""
+            ax.set_title(f"{title}: forces, RMSE {rmse:.4g} kJ/mol/nm\n(clipped to the axes{shown})", fontsize=10)
             ax.set_xlabel("target force component (kJ/mol/nm)")
             ax.set_ylabel("flow force component (kJ/mol/nm)")
         ax = axes[1][col]
@@ -132,12 +137,19 @@ def evaluation(data, outdir):
             et, ef = et[ok], ef[ok]
             ef = ef - np.median(ef) + np.median(et)  # shifted so the medians agree (paper Fig. 3c)
             lo, hi = np.percentile(np.concatenate([et, ef]), [0.5, 99.0])
+            # A poor model's samples clash (energies of 1e6 k_B T and more): keep the axis near the data's
+            # range and say how many samples lie beyond it.
+            ref_lo, ref_hi = energy_range
+            hi = min(hi, ref_hi + (ref_hi - ref_lo))
+            lo = min(lo, ref_lo)
+            beyond = int(np.sum((et > hi) | (ef > hi)))
             bins = np.linspace(lo, hi, 60)
             ax.hist(et, bins=bins, alpha=0.5, density=True, label="target u")
             ax.hist(ef, bins=bins, alpha=0.5, density=True, label="flow -log p (shifted)")
             ax.set_xlabel("energy (k_B T)")
             ax.set_ylabel("density")
-            ax.set_title(f"{title}: energies")
+            note = f"\n({beyond} of {len(et)} beyond the axis)" if beyond else ""
+            ax.set_title(f"{title}: energies{note}", fontsize=10)
             ax.legend()
     save(fig, os.path.join(outdir, "forces-energies.png"))
 

@@ -191,7 +191,7 @@ def test_md_classical_nve_energy_bounded(tmp, small_dataset):
     assert len(rep["per_replica"]) == 2
     for r in rep["per_replica"]:
         assert not r["exploded"]
-        assert r["steps_done"] == 200
+        assert r["steps_done"] == 200 and r["equilibration_steps_done"] == 100
         assert 0 < r["total_energy_std_per_dof_kj_mol"] < 0.05
         assert np.isfinite(r["total_energy_drift_kj_mol_per_ps"])
         assert r["ms_per_step"] > 0
@@ -207,7 +207,7 @@ def test_md_model_runs(tmp):
     rep = json.load(open(report))
     assert rep["replicas_exploded"] == 0
     assert rep["temperature_K"] == 350.0  # declared by the model
-    assert all(r["steps_done"] == 50 for r in rep["per_replica"])
+    assert all(r["steps_done"] == 50 and r["equilibration_steps_done"] == 20 for r in rep["per_replica"])
     run("md", "--model", os.path.join(MODELS, "pair.pt"), "--steps", 10, "--replicas", 1, "--equilibration-steps", 0,
         "--temperature", 300, "--json", report)
     assert json.load(open(report))["temperature_K"] == 300.0
