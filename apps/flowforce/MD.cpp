@@ -208,6 +208,12 @@ void runMD(MDOptions o) {
         std::string reason;
         long explodedAt = -1;   // NVE step of an explosion (-1: none, or during equilibration)
         long equilibrated = 0;  // Langevin equilibration steps completed
+        double stepSeconds = 0; // wall time inside integrator.step (equilibration and production)
+        auto timedSteps = [&](long k) {
+            const auto t0 = std::chrono::steady_clock::now();
+            integrator.step(static_cast<int>(k));
+            stepSeconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        };
         const auto& x0 = starts[static_cast<size_t>(r) % starts.size()];
         auto energies = [&](double& pe, double& ke) {
             const OpenMM::State s = context.getState(OpenMM::State::Energy);
@@ -221,7 +227,7 @@ void runMD(MDOptions o) {
             context.setVelocitiesToTemperature(T, o.seed + r);
             integrator.setCurrentIntegrator(0);
             while (equilibrated < o.equilibrationSteps && !blewUp) {
-                integrator.step(static_cast<int>(std::min<long>(100, o.equilibrationSteps - equilibrated)));
+                timedSteps(std::min<long>(100, o.equilibrationSteps - equilibrated));
                 equilibrated = context.getStepCount();
                 double pe, ke;
                 energies(pe, ke);
@@ -237,7 +243,6 @@ void runMD(MDOptions o) {
         integrator.setCurrentIntegrator(1);
 
         std::vector<double> t, etot, epot;
-        double stepSeconds = 0;
         long stepsDone = 0;
         std::unique_ptr<md::DCDWriter> dcd;
         std::string dcdPath;
@@ -256,9 +261,7 @@ void runMD(MDOptions o) {
                 if (nve) t.push_back(0.0), etot.push_back(e0), epot.push_back(pe);
                 while (stepsDone < o.steps) {
                     const long k = std::min(interval, o.steps - stepsDone);
-                    const auto t0 = std::chrono::steady_clock::now();
-                    integrator.step(static_cast<int>(k));
-                    stepSeconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                    timedSteps(k);
                     stepsDone += k;
                     const OpenMM::State s =
                         context.getState(OpenMM::State::Energy | (nve ? 0 : OpenMM::State::Positions));
@@ -295,8 +298,9 @@ void runMD(MDOptions o) {
 
         const Stats st = statistics(t, etot);
         const Stats sp = statistics(t, epot);
-        const double msPerStep = stepsDone > 0 ? stepSeconds * 1e3 / static_cast<double>(stepsDone) : 0.0;
-        totalStepSeconds += stepSeconds, totalSteps += stepsDone;
+        const long allSteps = equilibrated + stepsDone;
+        const double msPerStep = allSteps > 0 ? stepSeconds * 1e3 / static_cast<double>(allSteps) : 0.0;
+        totalStepSeconds += stepSeconds, totalSteps += allSteps;
         rep["exploded"] = blewUp;
         if (blewUp) {
             ++exploded;
@@ -318,16 +322,19 @@ void runMD(MDOptions o) {
             rep["total_energy_max_deviation_kj_mol"] = maxDev;
             if (!blewUp) stdsPerDof.push_back(st.std / ndof), drifts.push_back(st.slope);
             plotReplicas.push_back({{"replica", r}, {"time_ps", t}, {"total_energy", etot}, {"exploded", blewUp}});
-            if (blewUp)
-                std::cerr << "  replica " << r << ": EXPLODED after " << stepsDone << " NVE steps (" << reason << ")\n";
+            const std::string name = "  replica " + std::to_string(r + 1) + "/" + std::to_string(o.replicas) + ": ";
+            if (blewUp && equilibrated < o.equilibrationSteps)
+                std::cerr << name << "EXPLODED in Langevin equilibration after " << equilibrated << " steps\n";
+            else if (blewUp)
+                std::cerr << name << "EXPLODED after " << stepsDone << " NVE steps\n";
             else
-                std::cerr << "  replica " << r << ": E std/DOF = " << fmt(st.std / ndof, 3, true) << " kJ/mol, drift = "
+                std::cerr << name << "E std/DOF = " << fmt(st.std / ndof, 3, true) << " kJ/mol, drift = "
                           << fmt(st.slope, 3, true) << " kJ/mol/ps, " << fmt(msPerStep, 3) << " ms/step\n";
         } else {
             rep["dcd"] = dcdPath;
             rep["frames"] = dcd ? dcd->frames() : 0;
             plotReplicas.push_back({{"replica", r}, {"time_ps", t}, {"potential_energy", epot}, {"exploded", blewUp}});
-            std::cerr << "  replica " << r << ": " << (dcd ? dcd->frames() : 0) << " frames to " << dcdPath << ", "
+            std::cerr << "  replica " << r + 1 << "/" << o.replicas << ": " << (dcd ? dcd->frames() : 0) << " frames to " << dcdPath << ", "
                       << fmt(msPerStep, 3) << " ms/step" << (blewUp ? "  EXPLODED (" + reason + ")" : "") << "\n";
         }
         replicaReports.push_back(rep);

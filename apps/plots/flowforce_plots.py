@@ -157,16 +157,22 @@ def evaluation(data, outdir):
 def md_energy(data, outdir):
     """flowforce md --ensemble nve: total energy vs time per replica (like the paper's Fig. 4)."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    plotted = 0
     for rep in data["replicas"]:
         t, e = np.array(rep["time_ps"]), np.array(rep["total_energy"])
         if len(e) == 0:
             continue
-        label = f"replica {rep['replica']}" + (" (exploded)" if rep["exploded"] else "")
+        label = f"replica {rep['replica'] + 1}" + (" (exploded)" if rep["exploded"] else "")
         ax.plot(t, e - e[0], lw=0.8, label=label)
+        plotted += 1
     ax.set_xlabel("time (ps)")
     ax.set_ylabel("E_total - E_total(0) (kJ/mol)")
     ax.set_title(f"NVE: {data['title']}", fontsize=9)
-    if len(data["replicas"]) <= 12:
+    lost = len(data["replicas"]) - plotted
+    if lost:
+        ax.text(0.5, 0.5, f"{lost} of {len(data['replicas'])} replicas blew up\nin the Langevin equilibration",
+                transform=ax.transAxes, ha="center", va="center", color="firebrick")
+    if 0 < plotted <= 12:
         ax.legend(fontsize=7, ncol=2)
     save(fig, os.path.join(outdir, "md-total-energy.png"))
 
