@@ -115,6 +115,13 @@ def evaluation(data, outdir):
     ref_energy = np.array(data.get("data_energy_target_kT", []), dtype=float)
     ref_energy = ref_energy[np.isfinite(ref_energy)]
     energy_range = np.percentile(ref_energy, [0.5, 99.0]) if ref_energy.size else (-np.inf, np.inf)
+    # One shift for both panels (paper Fig. 3c): -log p and u differ by log Z, fitted on the test data's medians.
+    shift = 0.0
+    if "data_energy_flow_kT" in data:
+        ef = np.array(data["data_energy_flow_kT"], dtype=float)
+        et = np.array(data["data_energy_target_kT"], dtype=float)
+        ok = np.isfinite(et) & np.isfinite(ef)
+        shift = float(np.median(et[ok]) - np.median(ef[ok])) if ok.any() else 0.0
     for col, (key, title) in enumerate(rows):
         ax = axes[0][col]
         if key + "_force_target" in data:
@@ -134,21 +141,20 @@ def evaluation(data, outdir):
         if key + "_energy_target_kT" in data:
             et, ef = np.array(data[key + "_energy_target_kT"]), np.array(data[key + "_energy_flow_kT"])
             ok = np.isfinite(et) & np.isfinite(ef)
-            et, ef = et[ok], ef[ok]
-            ef = ef - np.median(ef) + np.median(et)  # shifted so the medians agree (paper Fig. 3c)
+            et, ef = et[ok], ef[ok] + shift
             lo, hi = np.percentile(np.concatenate([et, ef]), [0.5, 99.0])
             # A poor model's samples clash (energies of 1e6 k_B T and more): keep the axis near the data's
-            # range and say how many samples lie beyond it.
+            # range and say how many lie beyond it.
             ref_lo, ref_hi = energy_range
             hi = min(hi, ref_hi + (ref_hi - ref_lo))
             lo = min(lo, ref_lo)
-            beyond = int(np.sum((et > hi) | (ef > hi)))
             bins = np.linspace(lo, hi, 60)
-            ax.hist(et, bins=bins, alpha=0.5, density=True, label="target u")
-            ax.hist(ef, bins=bins, alpha=0.5, density=True, label="flow -log p (shifted)")
+            ax.hist(et, bins=bins, alpha=0.5, label="target u")
+            ax.hist(ef, bins=bins, alpha=0.5, label="flow -log p (shifted)")
             ax.set_xlabel("energy (k_B T)")
-            ax.set_ylabel("density")
-            note = f"\n({beyond} of {len(et)} beyond the axis)" if beyond else ""
+            ax.set_ylabel("configurations")
+            beyond = [f"{int(np.sum(v > hi))} {name}" for v, name in ((et, "target"), (ef, "flow")) if np.any(v > hi)]
+            note = f"\n(of {len(et)}, beyond the axis: {', '.join(beyond)})" if beyond else ""
             ax.set_title(f"{title}: energies{note}", fontsize=10)
             ax.legend()
     save(fig, os.path.join(outdir, "forces-energies.png"))
