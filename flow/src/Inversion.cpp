@@ -60,9 +60,18 @@ struct ImplicitInverse : public torch::autograd::Function<ImplicitInverse> {
         auto saved = ctx->get_saved_variables();
         const bool createGraph = torch::GradMode::is_enabled();
         torch::AutoGradMode enable(true);
-        auto x = saved[0].detach().requires_grad_(true);
+        // Partial derivatives are taken with respect to x and a private copy of the parameters, so each
+        // counts only its own path. For second order (create_graph) x stays the function's saved output: the
+        // gradients built here then depend on y and the parameters through x = f^-1(y) as well, and
+        // differentiating them again runs this first-order rule for x.
+        auto x = saved[0];
         auto params = saved[1];
-        if (!createGraph || !params.requires_grad()) params = params.detach().requires_grad_(true);
+        if (createGraph && x.requires_grad()) {
+            params = params.requires_grad() ? params.clone() : params.detach().requires_grad_(true);
+        } else {
+            x = x.detach().requires_grad_(true);
+            params = params.detach().requires_grad_(true);
+        }
 
         auto gx = grads[0].defined() ? grads[0] : torch::zeros_like(x);
         auto gl = grads[1].defined() ? grads[1] : torch::zeros_like(x);
