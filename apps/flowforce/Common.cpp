@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 
 #include <cstdio>
+#include <dlfcn.h>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -104,6 +105,11 @@ bool makePlots(const std::string& kind, const nlohmann::json& payload, const std
 void setThreads(int threads) {
     if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     at::set_num_threads(threads);
+    // LibTorch parallelises over its own threads; an OpenBLAS underneath would start as many threads again for
+    // every small matrix product and the two pools fight over the cores (measured: a training epoch 2x slower on
+    // two cores). Keep BLAS single-threaded when it is OpenBLAS; other BLAS libraries follow at::set_num_threads.
+    using SetBlasThreads = void (*)(int);
+    if (auto* f = reinterpret_cast<SetBlasThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(1);
 }
 
 }  // namespace flowforce::cli

@@ -32,6 +32,7 @@ constexpr double kPi = 3.14159265358979323846;
 
 struct MDOptions {
     std::string model, data, pdb, platform = "Reference", ensemble = "nve";
+    int threads = 0;
     bool classical = false;
     int replicas = -1;  // default: 10 (nve), 1 (langevin)
     long steps = 5000;
@@ -137,6 +138,7 @@ void runMD(MDOptions o) {
     if (!(o.dtFs > 0) || !std::isfinite(o.dtFs)) throw Error("--dt-fs must be positive");
     if (o.temperature < 0 || !std::isfinite(o.temperature)) throw Error("--temperature must be positive");
     if (o.energyInterval < 1 || o.frameInterval < 1) throw Error("--energy-interval and --frame-interval must be positive");
+    if (!o.classical) setThreads(o.threads);
     if (!nve && o.out.empty()) throw Error("--ensemble langevin needs --out FILE.dcd for the trajectory");
     if (!o.model.empty() && !std::filesystem::exists(o.model)) throw Error("model file '" + o.model + "' does not exist");
     if ((o.phi.size() != 0 && o.phi.size() != 4) || (o.psi.size() != 0 && o.psi.size() != 4))
@@ -420,6 +422,7 @@ void registerMD(CLI::App& app) {
     cmd->add_option("--friction", o->friction, "friction of --ensemble langevin, 1/ps")->capture_default_str();
     cmd->add_option("--seed", o->seed, "random seed (velocities, Langevin noise)")->capture_default_str();
     cmd->add_option("--platform", o->platform, "OpenMM platform")->capture_default_str();
+    cmd->add_option("--threads", o->threads, "LibTorch threads for the model (0: all cores)")->capture_default_str();
     cmd->add_option("--energy-interval", o->energyInterval, "nve: steps between total-energy samples")->capture_default_str();
     cmd->add_option("--frame-interval", o->frameInterval, "langevin: steps between trajectory frames")->capture_default_str();
     cmd->add_option("--explosion-threshold", o->explosionKJ, "nve: |E - E0| in kJ/mol that counts as exploded")->capture_default_str();
