@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the built-in alanine dipeptide (make demo): MD data, a smooth Boltzmann generator
 # trained by likelihood + force matching, its evaluation with plots, and NVE energy conservation of
-# the trained flow next to the classical force field. About 6-8 minutes on two cores.
+# the trained flow next to the classical force field. About 12 minutes on two cores.
 #
 # Usage: scripts/demo.sh BUILD_DIR DEMO_DIR     (environment: DEMO_NS, DEMO_EPOCHS, DEMO_REPLICAS)
 set -euo pipefail
@@ -9,7 +9,7 @@ set -euo pipefail
 build=${1:-build}
 out=${2:-demo}
 ns=${DEMO_NS:-2}
-epochs=${DEMO_EPOCHS:-30}
+epochs=${DEMO_EPOCHS:-60}
 replicas=${DEMO_REPLICAS:-3}
 ff="$build/bin/flowforce"
 mkdir -p "$out"
@@ -25,8 +25,9 @@ else
 fi
 
 step "2/5 training a smooth flow: NLL + force matching (w_f = 0.001), $epochs epochs"
-"$ff" train --data "$data" --transform smooth --w-fm 0.001 --epochs "$epochs" --lr-decay 0.95 \
-  --kld-val-samples 256 --out "$out/ala2-smooth.flow" --json "$out/train.json"
+# Short epochs on a small dataset: validate NLL and FME only (eval measures the KLD on 1000 samples).
+"$ff" train --data "$data" --transform smooth --w-fm 0.001 --epochs "$epochs" --lr-decay 0.97 \
+  --kld-val-samples 0 --out "$out/ala2-smooth.flow" --json "$out/train.json"
 
 step "3/5 evaluating the flow on the data and on 1000 of its own samples"
 "$ff" eval --model "$out/ala2-smooth.flow" --data "$data" --samples 1000 \
@@ -59,9 +60,12 @@ print(f"eval       NLL {get(ev, 'dataset', 'nll_nats'):.2f} nats, force RMSE "
       f"{get(ev, 'dataset', 'force_rms_reference_kJ_per_mol_nm'):.1f}), ESS/N {get(ev, 'samples', 'ess_fraction'):.3f}")
 print(f"plots      {out}/eval/ (ramachandran.png, forces-energies.png), "
       f"{out}/md-flow/ and {out}/md-classical/ (md-total-energy.png)")
-print("NVE, 1 fs  potential          E std/DOF [kJ/mol]  drift [kJ/mol/ps]  exploded  cost [ms/step]")
+cols = ("E std/DOF median", "E std/DOF max", "mean drift", "exploded", "cost")
+print(("NVE, 1 fs  " + f"{'potential':<13}" + "".join(f"{c:<18}" for c in cols)).rstrip())
+print(("           " + f"{'':<13}" + "".join(f"{u:<18}" for u in ("[kJ/mol]", "[kJ/mol]", "[kJ/mol/ps]", "", "[ms/step]"))).rstrip())
 for name, r in (("smooth flow", flow), ("classical", classical)):
-    exploded = f"{r['replicas_exploded']}/{len(r['per_replica'])}"
-    print(f"           {name:<18} {r['total_energy_std_per_dof_kj_mol_mean']:<19.3e} "
-          f"{r['total_energy_drift_kj_mol_per_ps_mean']:<18.3e} {exploded:<9} {r['ms_per_step']:.3f}")
+    values = (f"{get(r, 'total_energy_std_per_dof_kj_mol_median'):.3e}", f"{get(r, 'total_energy_std_per_dof_kj_mol_max'):.3e}",
+              f"{get(r, 'total_energy_drift_kj_mol_per_ps_mean'):.3e}",
+              f"{r['replicas_exploded']}/{len(r['per_replica'])}", f"{r['ms_per_step']:.3f}")
+    print(("           " + f"{name:<13}" + "".join(f"{v:<18}" for v in values)).rstrip())
 EOF
