@@ -101,9 +101,10 @@ void runEval(EvalOptions o) {
         ds["force_rmse_kJ_per_mol_nm"] = torch::sqrt((fFlow - data.forces).pow(2).mean()).item<double>();
         ds["force_rms_reference_kJ_per_mol_nm"] = torch::sqrt(data.forces.pow(2).mean()).item<double>();
         plot["data_force_rmse"] = ds["force_rmse_kJ_per_mol_nm"];
-        plot["data_force_frames"] = std::min<int64_t>(frames, 300);
-        plot["data_force_target"] = toVector(data.forces.narrow(0, 0, std::min<int64_t>(frames, 300)));
-        plot["data_force_flow"] = toVector(fFlow.narrow(0, 0, std::min<int64_t>(frames, 300)));
+        const int64_t shown = std::min<int64_t>(frames, 300);
+        plot["data_force_frames"] = shown;
+        plot["data_force_target"] = toVector(data.forces.narrow(0, 0, shown));
+        plot["data_force_flow"] = toVector(fFlow.narrow(0, 0, shown));
     }
     report["dataset"] = ds;
     auto [phiD, psiD] = ramachandran(data.positions.narrow(0, 0, nPlot));

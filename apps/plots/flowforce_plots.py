@@ -112,16 +112,14 @@ def evaluation(data, outdir):
     # Axis ranges from the test data, so a few wild samples of a poor model cannot squash the panels.
     ref = np.abs(np.array(data.get("data_force_target", [1.0])))
     force_lim = np.percentile(ref, 99.5) * 1.2 if ref.size else 1.0
-    ref_energy = np.array(data.get("data_energy_target_kT", []), dtype=float)
-    ref_energy = ref_energy[np.isfinite(ref_energy)]
-    energy_range = np.percentile(ref_energy, [0.5, 99.0]) if ref_energy.size else (-np.inf, np.inf)
-    # One shift for both panels (paper Fig. 3c): -log p and u differ by log Z, fitted on the test data's medians.
-    shift = 0.0
-    if "data_energy_flow_kT" in data:
-        ef = np.array(data["data_energy_flow_kT"], dtype=float)
-        et = np.array(data["data_energy_target_kT"], dtype=float)
-        ok = np.isfinite(et) & np.isfinite(ef)
-        shift = float(np.median(et[ok]) - np.median(ef[ok])) if ok.any() else 0.0
+    # Energy axes from the test data's target energies; one shift for both panels (paper Fig. 3c): -log p and u
+    # differ by log Z, fitted on the test data's medians.
+    ref_t = np.array(data.get("data_energy_target_kT", []), dtype=float)
+    ref_f = np.array(data.get("data_energy_flow_kT", np.full(ref_t.shape, np.nan)), dtype=float)
+    finite_t = np.isfinite(ref_t)
+    energy_range = np.percentile(ref_t[finite_t], [0.5, 99.0]) if finite_t.any() else (-np.inf, np.inf)
+    both = finite_t & np.isfinite(ref_f)
+    shift = float(np.median(ref_t[both]) - np.median(ref_f[both])) if both.any() else 0.0
     for col, (key, title) in enumerate(rows):
         ax = axes[0][col]
         if key + "_force_target" in data:

@@ -15,6 +15,18 @@ TransformPtr smoothTransform(bool circular) {
     return t;
 }
 
+/** Reference inverse recorded by autograd: bisection to a coarse bracket (no gradient), then Newton steps;
+ *  differentiating the unrolled iteration gives the inverse's derivatives independently of eqs. 8-11. */
+ElementwiseResult unrolledInverse(const ElementwiseTransform& t, const torch::Tensor& y, const torch::Tensor& params,
+                                  int newtonSteps) {
+    auto x = multiBinBisection(t.prepare(params.detach()), y.detach(), 4, 1e-4);
+    for (int it = 0; it < newtonSteps; ++it) {
+        auto r = t.forward(x, params);
+        x = x - (r.out - y) / torch::exp(r.logdet);
+    }
+    return {x, -t.forward(x, params).logdet};
+}
+
 /** Loss mixing both outputs of the inverse with fixed random weights. */
 torch::Tensor inverseLoss(const ElementwiseResult& r, const torch::Tensor& cx, const torch::Tensor& cl) {
     return (cx * r.out).sum() + (cl * r.logdet).sum() + 0.3 * (r.out * r.out).sum();
@@ -75,8 +87,7 @@ TEST(ImplicitGradients, MatchFiniteDifferencesInYAndParameters) {
 }
 
 TEST(ImplicitGradients, MatchAutogradThroughUnrolledRootFinder) {
-    // Reference: bisection to a coarse bracket (no gradient), then Newton steps recorded by autograd;
-    // differentiating the unrolled iteration gives the inverse's derivatives independently of eqs. 8-11.
+    // Reference: autograd through the unrolled root finder (unrolledInverse).
     for (bool circ : {false, true}) {
         auto t = smoothTransform(circ);
         const int64_t n = 200;
@@ -86,13 +97,7 @@ TEST(ImplicitGradients, MatchAutogradThroughUnrolledRootFinder) {
 
         auto implicit = torch::autograd::grad({inverseLoss(t->inverse(y, params), cx, cl)}, {y, params});
 
-        auto x = multiBinBisection(t->prepare(params.detach()), y, 4, 1e-4);
-        for (int it = 0; it < 8; ++it) {
-            auto r = t->forward(x, params);
-            x = x - (r.out - y) / torch::exp(r.logdet);
-        }
-        ElementwiseResult unrolled{x, -t->forward(x, params).logdet};
-        auto reference = torch::autograd::grad({inverseLoss(unrolled, cx, cl)}, {y, params});
+        auto reference = torch::autograd::grad({inverseLoss(unrolledInverse(*t, y, params, 8), cx, cl)}, {y, params});
         EXPECT_LT(maxAbs(implicit[0] - reference[0]), 1e-8 * (1.0 + maxAbs(reference[0])));
         EXPECT_LT(maxAbs(implicit[1] - reference[1]), 1e-8 * (1.0 + maxAbs(reference[1])));
     }
@@ -127,12 +132,7 @@ TEST(ImplicitGradients, DoubleBackwardThroughLogDetMatchesUnrolledRootFinder) {
         };
         auto implicit = secondOrder(t->inverse(y, params));
 
-        auto x = multiBinBisection(t->prepare(params.detach()), y.detach(), 4, 1e-4);
-        for (int it = 0; it < 10; ++it) {
-            auto r = t->forward(x, params);
-            x = x - (r.out - y) / torch::exp(r.logdet);
-        }
-        auto reference = secondOrder(ElementwiseResult{x, -t->forward(x, params).logdet});
+        auto reference = secondOrder(unrolledInverse(*t, y, params, 10));
         for (int k = 0; k < 2; ++k) {
             EXPECT_GT(maxAbs(reference[k]), 1e-3);
             EXPECT_LT(maxAbs(implicit[k] - reference[k]), 1e-7 * (1.0 + maxAbs(reference[k]))) << "input " << k;
