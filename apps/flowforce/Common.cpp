@@ -1,5 +1,6 @@
 #include "Common.h"
 
+#include "flowforce/flow/FileIO.h"
 #include "flowforce/flow/ModelFile.h"
 
 #include <ATen/Parallel.h>

@@ -4,6 +4,7 @@
 #include "Common.h"
 #include "Molecular.h"
 
+#include "flowforce/flow/FileIO.h"
 #include "flowforce/flow/ModelFile.h"
 #include "flowforce/md/H5MD.h"
 

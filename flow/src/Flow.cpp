@@ -10,24 +10,6 @@
 
 namespace flowforce {
 
-Activation activationFromName(const std::string& name) {
-    if (name == "silu" || name == "swish") return Activation::SiLU;
-    if (name == "sin") return Activation::Sin;
-    if (name == "tanh") return Activation::Tanh;
-    if (name == "relu") return Activation::ReLU;
-    throw std::invalid_argument("unknown activation '" + name + "' (silu, sin, tanh or relu)");
-}
-
-std::string activationName(Activation a) {
-    switch (a) {
-        case Activation::SiLU: return "silu";
-        case Activation::Sin: return "sin";
-        case Activation::Tanh: return "tanh";
-        case Activation::ReLU: return "relu";
-    }
-    return "silu";
-}
-
 namespace {
 torch::Tensor activate(const torch::Tensor& h, Activation a) {
     switch (a) {
@@ -43,14 +25,6 @@ torch::Tensor indexTensor(const std::vector<int64_t>& idx) {
     return torch::tensor(std::vector<int64_t>(idx.begin(), idx.end()), torch::kLong);
 }
 
-std::vector<int64_t> toIndices(const nlohmann::json& j, int64_t dim, const char* what) {
-    std::vector<int64_t> v = j.get<std::vector<int64_t>>();
-    for (auto i : v)
-        if (i < 0 || i >= dim)
-            throw std::invalid_argument(std::string("coupling: ") + what + " index " + std::to_string(i) +
-                                        " outside 0.." + std::to_string(dim - 1));
-    return v;
-}
 }  // namespace
 
 // ----------------------------------------------------------------------------------------------
@@ -96,60 +70,51 @@ torch::Tensor Conditioner::forward(const torch::Tensor& x) {
 
 // ----------------------------------------------------------------------------------------------
 
-CouplingLayer::CouplingLayer(int64_t dim, std::vector<int64_t> conditioning, std::vector<int64_t> transformed,
-                             const std::vector<bool>& circular, const nlohmann::json& transformConfig,
-                             std::vector<int64_t> hidden, Activation activation, bool invertTransform)
-    : dim_(dim), conditioning_(std::move(conditioning)), transformed_(std::move(transformed)),
-      hidden_(std::move(hidden)), activation_(activation), invertTransform_(invertTransform) {
-    if (static_cast<int64_t>(circular.size()) != dim) throw std::invalid_argument("coupling: circular flags must match dim");
-    if (conditioning_.empty() || transformed_.empty())
-        throw std::invalid_argument("coupling: needs at least one conditioning and one transformed dimension");
-    std::set<int64_t> seen;
-    for (auto i : conditioning_) seen.insert(i);
-    for (auto i : transformed_)
-        if (!seen.insert(i).second)
-            throw std::invalid_argument("coupling: dimension " + std::to_string(i) +
-                                        " appears twice among conditioning/transformed");
-    const bool circ = circular[transformed_[0]];
-    for (auto i : transformed_)
-        if (circular[i] != circ)
-            throw std::invalid_argument("coupling: transformed dimensions must all be circular or all be non-circular");
-    auto cfg = transformConfig;
-    cfg["circular"] = circ;
-    transform_ = std::const_pointer_cast<ElementwiseTransform>(makeTransform(cfg));
+CouplingLayer::CouplingLayer(const CouplingSpec& spec, const std::vector<bool>& circular) : spec_(spec) {
+    transform_ = std::const_pointer_cast<ElementwiseTransform>(makeTransform(spec_.transform));
     std::vector<bool> condCircular;
-    for (auto i : conditioning_) condCircular.push_back(circular[i]);
-    conditioner_ = register_module(
-        "conditioner", std::make_shared<Conditioner>(condCircular, static_cast<int64_t>(transformed_.size()) * transform_->numParams(),
-                                                     hidden_, activation_));
+    for (auto i : spec_.conditioning) condCircular.push_back(circular[static_cast<size_t>(i)]);
+    const auto d = static_cast<int64_t>(spec_.transformed.size());
     // start near the transform's preferred initial shape (e.g. mixture components spread on a grid),
     // with a weak dependence on the conditioning inputs
-    conditioner_->initializeOutput(transform_->initialParams().repeat({static_cast<int64_t>(transformed_.size())}), 0.1);
-    condIndex_ = indexTensor(conditioning_);
-    transIndex_ = indexTensor(transformed_);
+    const auto init = transform_->initialParams();
+    int64_t offset = 0;
+    for (const auto& net : spec_.networks()) {
+        auto c = register_module(net.name, std::make_shared<Conditioner>(condCircular, d * net.count, spec_.hidden, spec_.activation));
+        c->initializeOutput(init.narrow(0, offset, net.count).repeat({d}), 0.1);
+        offset += net.count;
+        conditioners_.push_back(c);
+        networkCounts_.push_back(net.count);
+    }
+    condIndex_ = indexTensor(spec_.conditioning);
+    transIndex_ = indexTensor(spec_.transformed);
+}
+
+torch::Tensor CouplingLayer::parameters(const torch::Tensor& x) {
+    auto xc = x.index_select(1, condIndex_.to(x.device()));
+    const int64_t B = x.size(0), d = static_cast<int64_t>(spec_.transformed.size());
+    if (conditioners_.size() == 1) return conditioners_[0]->forward(xc).view({B, d, networkCounts_[0]});
+    std::vector<torch::Tensor> parts;
+    for (size_t h = 0; h < conditioners_.size(); ++h)
+        parts.push_back(conditioners_[h]->forward(xc).view({B, d, networkCounts_[h]}));
+    return torch::cat(parts, -1);
 }
 
 FlowResult CouplingLayer::apply(const torch::Tensor& x, bool transformForward) {
-    auto ci = condIndex_.to(x.device()), ti = transIndex_.to(x.device());
-    auto params = conditioner_->forward(x.index_select(1, ci))
-                      .view({x.size(0), static_cast<int64_t>(transformed_.size()), transform_->numParams()});
+    auto ti = transIndex_.to(x.device());
+    auto params = parameters(x);
     auto xt = x.index_select(1, ti);
     auto r = transformForward ? transform_->forward(xt, params) : transform_->inverse(xt, params);
     return {x.index_copy(1, ti, r.out), r.logdet.sum(-1)};
 }
 
-FlowResult CouplingLayer::forward(const torch::Tensor& x) { return apply(x, !invertTransform_); }
-FlowResult CouplingLayer::inverse(const torch::Tensor& z) { return apply(z, invertTransform_); }
+FlowResult CouplingLayer::forward(const torch::Tensor& x) { return apply(x, !spec_.invertTransform); }
+FlowResult CouplingLayer::inverse(const torch::Tensor& z) { return apply(z, spec_.invertTransform); }
 
 nlohmann::json CouplingLayer::config() const {
-    auto t = transform_->config();
-    t.erase("circular");  // follows from the flow's topology
-    return {{"type", "coupling"},
-            {"conditioning", conditioning_},
-            {"transformed", transformed_},
-            {"transform", t},
-            {"conditioner", {{"hidden", hidden_}, {"activation", activationName(activation_)}}},
-            {"invert_transform", invertTransform_}};
+    LayerSpec l;
+    l.coupling = spec_;
+    return l.toJson();
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -160,8 +125,8 @@ nlohmann::json InvertedLayer::config() const { return {{"type", "inverted"}, {"l
 
 // ----------------------------------------------------------------------------------------------
 
-BoxLayer::BoxLayer(std::vector<double> low, std::vector<double> high, std::vector<bool> circular)
-    : low_(std::move(low)), high_(std::move(high)), circular_(std::move(circular)), logVolume_(0.0) {
+BoxLayer::BoxLayer(const BoxSpec& spec, std::vector<bool> circular)
+    : low_(spec.low), high_(spec.high), circular_(std::move(circular)), logVolume_(0.0) {
     if (low_.size() != high_.size() || low_.size() != circular_.size())
         throw std::invalid_argument("box: low, high and circular must have the flow's dimension");
     for (size_t i = 0; i < low_.size(); ++i) {
@@ -193,45 +158,21 @@ nlohmann::json BoxLayer::config() const { return {{"type", "box"}, {"low", low_}
 
 // ----------------------------------------------------------------------------------------------
 
-BijectionPtr makeBijection(const nlohmann::json& config, const std::vector<bool>& circular) {
-    const auto dim = static_cast<int64_t>(circular.size());
-    const std::string type = config.at("type").get<std::string>();
-    if (type == "coupling") {
-        const auto& cond = config.at("conditioner");
-        return std::make_shared<CouplingLayer>(
-            dim, toIndices(config.at("conditioning"), dim, "conditioning"),
-            toIndices(config.at("transformed"), dim, "transformed"), circular, config.at("transform"),
-            cond.value("hidden", std::vector<int64_t>{64, 64}),
-            activationFromName(cond.value("activation", std::string("silu"))), config.value("invert_transform", false));
+BijectionPtr makeBijection(const LayerSpec& spec, const std::vector<bool>& circular) {
+    switch (spec.kind) {
+        case LayerSpec::Kind::Coupling: return std::make_shared<CouplingLayer>(spec.coupling, circular);
+        case LayerSpec::Kind::Box: return std::make_shared<BoxLayer>(spec.box, circular);
+        case LayerSpec::Kind::Inverted: return std::make_shared<InvertedLayer>(makeBijection(*spec.inner, circular));
     }
-    if (type == "inverted") return std::make_shared<InvertedLayer>(makeBijection(config.at("layer"), circular));
-    if (type == "box")
-        return std::make_shared<BoxLayer>(config.at("low").get<std::vector<double>>(),
-                                          config.at("high").get<std::vector<double>>(), circular);
-    throw std::invalid_argument("unknown layer type '" + type + "' (coupling, inverted or box)");
+    throw std::invalid_argument("flow: unknown layer kind");
 }
 
-Flow::Flow(const nlohmann::json& architecture) : architecture_(architecture) {
-    dim_ = architecture.at("dim").get<int64_t>();
-    if (dim_ < 1) throw std::invalid_argument("flow: dim must be >= 1");
-    circular_ = architecture.value("circular", std::vector<bool>(static_cast<size_t>(dim_), false));
-    if (static_cast<int64_t>(circular_.size()) != dim_) throw std::invalid_argument("flow: 'circular' needs dim entries");
-    dataDim_ = dim_;
-    if (architecture.contains("embedding")) {
-        const auto& e = architecture["embedding"];
-        if (e.value("type", std::string()) != "internal_coordinates")
-            throw std::invalid_argument("flow: unknown embedding type (internal_coordinates)");
-        auto ic = makeInternalCoordinateLayer(e);
-        if (ic->outputDim() != dim_)
-            throw std::invalid_argument("flow: the embedding produces " + std::to_string(ic->outputDim()) +
-                                        " coordinates but dim is " + std::to_string(dim_));
-        if (ic->circularFlags() != circular_)
-            throw std::invalid_argument("flow: 'circular' does not match the embedding's torsions");
-        dataDim_ = ic->inputDim();
-        embedding_ = register_module("embedding", ic);
-    }
+Flow::Flow(const nlohmann::json& architecture) : Flow(ArchitectureSpec::fromJson(architecture)) {}
+
+Flow::Flow(const ArchitectureSpec& spec) : spec_(spec), dim_(spec.dim), dataDim_(spec.dataDim()), circular_(spec.circular) {
+    if (spec_.embedding) embedding_ = register_module("embedding", std::make_shared<InternalCoordinateLayer>(*spec_.embedding));
     int i = 0;
-    for (const auto& layer : architecture.at("layers"))
+    for (const auto& layer : spec_.layers)
         layers_.push_back(register_module("layer" + std::to_string(i++), makeBijection(layer, circular_)));
 }
 
@@ -299,7 +240,7 @@ int64_t Flow::parameterCount() const {
 
 nlohmann::json alternatingCouplingArchitecture(int64_t dim, const std::vector<bool>& circular, int64_t numLayers,
                                                const nlohmann::json& transformConfig, std::vector<int64_t> hidden,
-                                               Activation activation) {
+                                               Activation activation, ConditionerHeads heads) {
     if (dim < 2) throw std::invalid_argument("alternating couplings need dim >= 2");
     nlohmann::json layers = nlohmann::json::array();
     for (int64_t l = 0; l < numLayers; ++l) {
@@ -309,7 +250,8 @@ nlohmann::json alternatingCouplingArchitecture(int64_t dim, const std::vector<bo
                           {"conditioning", cond},
                           {"transformed", trans},
                           {"transform", transformConfig},
-                          {"conditioner", {{"hidden", hidden}, {"activation", activationName(activation)}}}});
+                          {"conditioner",
+                           {{"hidden", hidden}, {"activation", activationName(activation)}, {"heads", conditionerHeadsName(heads)}}}});
     }
     return {{"dim", dim}, {"circular", circular}, {"layers", layers}};
 }

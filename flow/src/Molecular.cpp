@@ -32,7 +32,8 @@ nlohmann::json boltzmannGeneratorArchitecture(const ZMatrix& z, const nlohmann::
                               {"conditioning", cond},
                               {"transformed", trans},
                               {"transform", transform},
-                              {"conditioner", {{"hidden", hidden}, {"activation", activationName(activation)}}},
+                              {"conditioner",
+                               {{"hidden", hidden}, {"activation", activationName(activation)}, {"heads", "separate"}}},
                               {"invert_transform", invert}};
     };
     // generative order (latent -> data)

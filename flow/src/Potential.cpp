@@ -5,6 +5,7 @@
 //  - FlowForce model files (*.flow, safetensors layout): see loadFlowPotential below.
 #include "flowforce/flow/Potential.h"
 
+#include "flowforce/flow/FileIO.h"
 #include "flowforce/flow/ModelFile.h"
 
 #include <torch/csrc/autograd/autograd.h>
@@ -27,13 +28,6 @@ std::string firstLine(const std::string& text) {
 
 bool looksLikeTorchScript(const std::string& bytes) {
     return bytes.size() >= 4 && bytes.compare(0, 2, "PK") == 0;
-}
-
-bool looksLikeModelFile(const std::string& bytes) {
-    if (bytes.size() < 9 || bytes[8] != '{') return false;
-    uint64_t len = 0;
-    for (int i = 7; i >= 0; --i) len = (len << 8) | static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
-    return len > 0;
 }
 
 /** A TorchScript module evaluated with autograd. */
@@ -192,10 +186,7 @@ std::unique_ptr<Potential> loadFlowPotential(const ModelFile& model, const std::
     if (numParticles > 0 && numParticles != n)
         throw std::runtime_error(name + ": the model describes " + std::to_string(n) + " particles but " +
                                  std::to_string(numParticles) + " were given");
-    double temperature = 0.0;
-    if (model.info.contains("temperature_K") && model.info["temperature_K"].is_number())
-        temperature = model.info["temperature_K"].get<double>();
-    return std::make_unique<FlowPotential>(std::move(flow), name, temperature);
+    return std::make_unique<FlowPotential>(std::move(flow), name, modelTemperature(model, name));
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include "flowforce/flow/Inversion.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -27,45 +28,44 @@ ElementwiseTransform::Evaluator ElementwiseTransform::prepare(const torch::Tenso
 
 namespace {
 // Below this distance from the ends of [0,1] the exponential ramp's sigmoid is 0 (or 1) to double
-// precision for every alpha <= maxAlpha; evaluating it there would only produce 0 * inf.
+// precision for every sharpness the spec allows (TransformSpec::validate); evaluating it there would only
+// produce 0 * inf.
 constexpr double kEdgeGuard = 1e-5;
-// Bumps narrower than 1/e^7 ~ 1e-3 of the interval are not useful and risk overflow.
-constexpr double kMaxLogConcentration = 7.0;
 
-const char* rampName(RampType r) { return r == RampType::Exponential ? "exponential" : "monomial"; }
+TransformSpec validSpec(TransformSpec::Kind kind, bool circular, const SmoothMixtureOptions& smooth,
+                        const SplineOptions& spline) {
+    TransformSpec spec;
+    spec.kind = kind;
+    spec.circular = circular;
+    spec.smooth = smooth;
+    spec.spline = spline;
+    spec.validate();
+    return spec;
+}
 }  // namespace
 
 SmoothMixtureTransform::SmoothMixtureTransform(bool circular, SmoothMixtureOptions options)
-    : circular_(circular), options_(options) {
-    if (options_.components < 1) throw std::invalid_argument("smooth mixture: components must be >= 1");
-    if (options_.beta != 1 && options_.beta != 2) throw std::invalid_argument("smooth mixture: beta must be 1 or 2");
-    if (options_.monomialOrder < 1) throw std::invalid_argument("smooth mixture: monomial order must be >= 1");
-    if (!(options_.minDensity > 0.0 && options_.minDensity < 1.0))
-        throw std::invalid_argument("smooth mixture: minDensity must lie in (0, 1)");
-    if (!(options_.minAlpha > 0.0 && options_.maxAlpha > options_.minAlpha && options_.maxAlpha * kEdgeGuard < 1.0 / 745.0))
-        throw std::invalid_argument("smooth mixture: need 0 < minAlpha < maxAlpha < 134");
-}
+    : ElementwiseTransform(validSpec(TransformSpec::Kind::Smooth, circular, options, {})) {}
 
 std::pair<torch::Tensor, torch::Tensor> SmoothMixtureTransform::sigmoid(const torch::Tensor& t,
-                                                                         const torch::Tensor& alpha) const {
-    const bool exponential = options_.ramp == RampType::Exponential;
-    const double guard = exponential ? kEdgeGuard : 0.0;
+                                                                         const torch::Tensor& s) const {
+    const double guard = exponential() ? kEdgeGuard : 0.0;
     auto inside = (t > guard).logical_and(t < 1.0 - guard);
     // Evaluate the closed form only where it is finite; the flat pieces are exact 0/1 with zero
     // derivatives of every order, and torch::where routes no gradient into the unused branch.
     auto ts = torch::where(inside, t, torch::full({}, 0.5, t.options()));
     auto us = 1.0 - ts;
     torch::Tensor sig, dsig;
-    if (exponential) {
-        const int beta = options_.beta;
-        auto inv0 = 1.0 / (alpha * ts.pow(beta));  // -log rho(t)
-        auto inv1 = 1.0 / (alpha * us.pow(beta));  // -log rho(1 - t)
-        auto s = inv1 - inv0;                      // sigma = rho(t) / (rho(t) + rho(1-t)) = sigmoid(s)
-        auto ds = beta * (inv1 / us + inv0 / ts);
-        sig = torch::sigmoid(s);
-        dsig = sig * torch::sigmoid(-s) * ds;
+    if (exponential()) {
+        const int beta = options().beta;
+        auto inv0 = s / ts.pow(beta);  // -log rho(t)
+        auto inv1 = s / us.pow(beta);  // -log rho(1 - t)
+        auto z = inv1 - inv0;          // sigma = rho(t) / (rho(t) + rho(1-t)) = sigmoid(z)
+        auto dz = beta * (inv1 / us + inv0 / ts);
+        sig = torch::sigmoid(z);
+        dsig = sig * torch::sigmoid(-z) * dz;
     } else {
-        const int k = options_.monomialOrder;
+        const int k = options().monomialOrder;
         auto tk = ts.pow(k), uk = us.pow(k);
         auto den = tk + uk;
         sig = tk / den;
@@ -75,94 +75,95 @@ std::pair<torch::Tensor, torch::Tensor> SmoothMixtureTransform::sigmoid(const to
     return {torch::where(inside, sig, outsideValue), torch::where(inside, dsig, torch::zeros({}, t.options()))};
 }
 
-SmoothMixtureTransform::Shape SmoothMixtureTransform::shape(const torch::Tensor& params) const {
-    const int64_t K = options_.components;
+MixtureShape SmoothMixtureTransform::shape(const torch::Tensor& params) const {
+    const int64_t K = options().components;
     if (params.size(-1) != numParams())
         throw std::invalid_argument("smooth mixture: expected " + std::to_string(numParams()) +
                                     " parameters per element, got " + std::to_string(params.size(-1)));
-    Shape s;
-    s.w = torch::softmax(params.narrow(-1, 0, K), -1);
-    // concentration a = exp(softplus(raw)) >= 1: log-scale, so sharp bumps (a ~ 10-100) are easy to reach
-    s.a = torch::exp(F::softplus(params.narrow(-1, K, K)).clamp_max(kMaxLogConcentration));
-    s.b = torch::sigmoid(params.narrow(-1, 2 * K, K));
-    s.c = options_.minDensity + (1.0 - options_.minDensity) * torch::sigmoid(params.narrow(-1, 3 * K, K));
-    if (options_.ramp == RampType::Exponential) {
-        // softplus shifted so that a raw value of 0 gives alpha = 1
-        const double shift = std::log(std::expm1(1.0 - options_.minAlpha));
-        s.alpha = (options_.minAlpha + F::softplus(params.narrow(-1, 4 * K, K) + shift)).clamp_max(options_.maxAlpha);
-    } else {
-        s.alpha = torch::ones({}, params.options());
-    }
-    s.g0 = sigmoid(0.5 - s.a * s.b, s.alpha).first;         // g(0)
-    s.g1 = sigmoid(s.a * (1.0 - s.b) + 0.5, s.alpha).first;  // g(1)
-    return s;
+    MixtureShape m;
+    int64_t at = 0;
+    auto next = [&] {
+        auto r = params.narrow(-1, at, K);
+        at += K;
+        return r;
+    };
+    m.w = torch::softmax(next(), -1);
+    m.s = exponential() ? options().sharpnessMin + options().sharpnessSpan * torch::sigmoid(next())
+                        : torch::ones({}, params.options());
+    auto u = torch::softmax(next(), -1);  // partition of [0,1] into K intervals; b = their centres
+    m.b = torch::cumsum(u, -1) - 0.5 * u;
+    auto logScale = next();
+    m.a = circular() ? torch::full({}, options().scale, params.options())
+                    : options().scale * torch::exp(options().logScaleBound * torch::tanh(logScale));
+    m.c = options().minIdentity + (1.0 - options().minIdentity) * torch::sigmoid(next());
+    return m;
 }
 
-ElementwiseResult SmoothMixtureTransform::evaluate(const torch::Tensor& x, const Shape& s) const {
+SmoothMixtureTransform::Prepared SmoothMixtureTransform::prepareShape(const torch::Tensor& params) const {
+    Prepared p{shape(params), {}, {}};
+    const auto& m = p.shape;
+    p.g0 = sigmoid(0.5 - m.a * m.b, m.s).first;         // g(0)
+    p.g1 = sigmoid(m.a * (1.0 - m.b) + 0.5, m.s).first;  // g(1)
+    return p;
+}
+
+ElementwiseResult SmoothMixtureTransform::evaluate(const torch::Tensor& x, const Prepared& p) const {
+    const auto& m = p.shape;
     auto xe = x.unsqueeze(-1);  // broadcasts against the K components
-    auto tx = s.a * (xe - s.b) + 0.5;
+    auto tx = m.a * (xe - m.b) + 0.5;
     torch::Tensor value, density;  // per component: f_k(x) and f_k'(x)
-    if (!circular_) {
-        auto [gx, dgx] = sigmoid(tx, s.alpha);
-        auto norm = s.g1 - s.g0;  // >= 1/2 since a >= 1 and b in [0,1]
-        value = (1.0 - s.c) * (gx - s.g0) / norm + s.c * xe;
-        density = (1.0 - s.c) * s.a * dgx / norm + s.c;
+    if (!circular()) {
+        auto [gx, dgx] = sigmoid(tx, m.s);
+        auto norm = p.g1 - p.g0;  // the bump's mass inside [0,1]: > 0, since its support contains b
+        value = (1.0 - m.c) * (gx - p.g0) / norm + m.c * xe;
+        density = (1.0 - m.c) * m.a * dgx / norm + m.c;
     } else {
         // Wrapped bump (SI-1.2): a >= 1 keeps the support within one period, so
         // f = (1-c) * sum_{j=-1,0,1} [g(x+j) - g(j)] + c x  with g(-1) = 0, g(2) = 1.
-        auto [gm, dgm] = sigmoid(tx - s.a, s.alpha);
-        auto [g, dg] = sigmoid(tx, s.alpha);
-        auto [gp, dgp] = sigmoid(tx + s.a, s.alpha);
-        value = (1.0 - s.c) * (gm + g + gp - s.g0 - s.g1) + s.c * xe;
-        density = (1.0 - s.c) * s.a * (dgm + dg + dgp) + s.c;
+        auto [gm, dgm] = sigmoid(tx - m.a, m.s);
+        auto [g, dg] = sigmoid(tx, m.s);
+        auto [gp, dgp] = sigmoid(tx + m.a, m.s);
+        value = (1.0 - m.c) * (gm + g + gp - p.g0 - p.g1) + m.c * xe;
+        density = (1.0 - m.c) * m.a * (dgm + dg + dgp) + m.c;
     }
-    return {(s.w * value).sum(-1), torch::log((s.w * density).sum(-1))};
+    return {(m.w * value).sum(-1), torch::log((m.w * density).sum(-1))};
 }
 
 ElementwiseResult SmoothMixtureTransform::forward(const torch::Tensor& x, const torch::Tensor& params) const {
-    return evaluate(x, shape(params));
+    return evaluate(x, prepareShape(params));
 }
 
 ElementwiseTransform::Evaluator SmoothMixtureTransform::prepare(const torch::Tensor& params) const {
-    auto s = shape(params);
-    Shape grid{s.w.unsqueeze(-2), s.a.unsqueeze(-2), s.b.unsqueeze(-2), s.c.unsqueeze(-2),
-               s.alpha.dim() > 0 ? s.alpha.unsqueeze(-2) : s.alpha, s.g0.unsqueeze(-2), s.g1.unsqueeze(-2)};
+    auto p = prepareShape(params);
+    auto lift = [](const torch::Tensor& t) { return t.dim() > 0 ? t.unsqueeze(-2) : t; };
+    Prepared grid{{lift(p.shape.w), lift(p.shape.s), lift(p.shape.a), lift(p.shape.b), lift(p.shape.c)},
+                  lift(p.g0), lift(p.g1)};
     const int64_t elementDims = params.dim() - 1;
-    return [this, s, grid, elementDims](const torch::Tensor& x) {
-        return evaluate(x, x.dim() == elementDims ? s : grid).out;
+    return [this, p, grid, elementDims](const torch::Tensor& x) {
+        return evaluate(x, x.dim() == elementDims ? p : grid).out;
     };
 }
 
 torch::Tensor SmoothMixtureTransform::initialParams() const {
-    const int64_t K = options_.components;
+    const int64_t K = options().components;
     auto p = torch::zeros({numParams()}, torch::kFloat64);
-    // a = exp(softplus(raw)) = max(K/2, 2): neighbouring bumps overlap
-    const double logA = std::log(std::max(0.5 * static_cast<double>(K), 2.0));
-    p.narrow(0, K, K).fill_(std::log(std::expm1(logA)));
-    auto grid = (torch::arange(K, torch::kFloat64) + 0.5) / static_cast<double>(K);
-    p.narrow(0, 2 * K, K).copy_(torch::log(grid / (1.0 - grid)));
+    auto logit = [](double q) { return std::log(q / (1.0 - q)); };
+    int64_t at = K;  // weights: equal (raw 0)
+    if (exponential()) {
+        // gentle ramps: sharpness 1.5 (or the lowest allowed, if higher)
+        const double q = options().sharpnessSpan > 0
+                             ? std::clamp((1.5 - options().sharpnessMin) / options().sharpnessSpan, 0.01, 0.99)
+                             : 0.5;
+        p.narrow(0, at, K).fill_(logit(q));
+        at += K;
+    }
+    at += 2 * K;  // locations evenly spaced (raw 0), nominal concentration (raw 0)
     // c ~ 0.01: every element transform mixes a fraction c of the identity into its bumps, so in a flow
     // of many layers and dimensions a large c sends most samples through some uniform floor (clashing
     // molecules); likelihood training lowers c only slowly, so it starts small.
-    const double s0 = std::max((0.01 - options_.minDensity) / (1.0 - options_.minDensity), 0.01);
-    p.narrow(0, 3 * K, K).fill_(std::log(s0 / (1.0 - s0)));
+    const double c0 = std::max((0.01 - options().minIdentity) / (1.0 - options().minIdentity), 1e-3);
+    p.narrow(0, at, K).fill_(logit(c0));
     return p;
-}
-
-nlohmann::json SmoothMixtureTransform::config() const {
-    nlohmann::json j{{"type", "smooth"},
-                     {"circular", circular_},
-                     {"components", options_.components},
-                     {"ramp", rampName(options_.ramp)},
-                     {"min_density", options_.minDensity}};
-    if (options_.ramp == RampType::Exponential) {
-        j["beta"] = options_.beta;
-        j["min_alpha"] = options_.minAlpha;
-        j["max_alpha"] = options_.maxAlpha;
-    } else {
-        j["order"] = options_.monomialOrder;
-    }
-    return j;
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -170,15 +171,10 @@ nlohmann::json SmoothMixtureTransform::config() const {
 // ----------------------------------------------------------------------------------------------
 
 RationalQuadraticSplineTransform::RationalQuadraticSplineTransform(bool circular, SplineOptions options)
-    : circular_(circular), options_(options) {
-    if (options_.bins < 1) throw std::invalid_argument("spline: bins must be >= 1");
-    if (options_.minBinWidth * options_.bins >= 1.0 || options_.minBinHeight * options_.bins >= 1.0)
-        throw std::invalid_argument("spline: minimal bin width/height times bins must be below 1");
-    if (!(options_.minDerivative > 0.0)) throw std::invalid_argument("spline: minDerivative must be positive");
-}
+    : ElementwiseTransform(validSpec(TransformSpec::Kind::Spline, circular, {}, options)) {}
 
 RationalQuadraticSplineTransform::Knots RationalQuadraticSplineTransform::knots(const torch::Tensor& params) const {
-    const int64_t K = options_.bins;
+    const int64_t K = options().bins;
     if (params.size(-1) != numParams())
         throw std::invalid_argument("spline: expected " + std::to_string(numParams()) +
                                     " parameters per element, got " + std::to_string(params.size(-1)));
@@ -191,10 +187,10 @@ RationalQuadraticSplineTransform::Knots RationalQuadraticSplineTransform::knots(
         return torch::cat({zero, inner, zero + 1.0}, -1);
     };
     Knots k;
-    k.cumwidths = cumulative(params.narrow(-1, 0, K), options_.minBinWidth);
-    k.cumheights = cumulative(params.narrow(-1, K, K), options_.minBinHeight);
-    auto d = options_.minDerivative + F::softplus(params.narrow(-1, 2 * K, params.size(-1) - 2 * K));
-    if (circular_) d = torch::cat({d, d.narrow(-1, 0, 1)}, -1);  // tie the seam's slopes
+    k.cumwidths = cumulative(params.narrow(-1, 0, K), options().minBinWidth);
+    k.cumheights = cumulative(params.narrow(-1, K, K), options().minBinHeight);
+    auto d = options().minDerivative + F::softplus(params.narrow(-1, 2 * K, params.size(-1) - 2 * K));
+    if (circular()) d = torch::cat({d, d.narrow(-1, 0, 1)}, -1);  // tie the seam's slopes
     k.derivatives = d;
     return k;
 }
@@ -225,7 +221,7 @@ ElementwiseTransform::Evaluator RationalQuadraticSplineTransform::prepare(const 
 }
 
 ElementwiseResult RationalQuadraticSplineTransform::evaluate(const torch::Tensor& xIn, const Knots& k) const {
-    const int64_t K = options_.bins;
+    const int64_t K = options().bins;
     auto x = xIn.expand(broadcastShape(xIn, k.cumwidths));
     auto idx = (x.unsqueeze(-1) >= k.cumwidths.narrow(-1, 1, K - 1)).sum(-1, /*keepdim=*/true);
     auto x0 = pick(k.cumwidths, idx), w = pick(k.cumwidths, idx + 1) - x0;
@@ -242,7 +238,7 @@ ElementwiseResult RationalQuadraticSplineTransform::evaluate(const torch::Tensor
 
 ElementwiseResult RationalQuadraticSplineTransform::inverse(const torch::Tensor& yIn, const torch::Tensor& params) const {
     auto k = knots(params);
-    const int64_t K = options_.bins;
+    const int64_t K = options().bins;
     auto y = yIn.expand(broadcastShape(yIn, k.cumheights));
     auto idx = (y.unsqueeze(-1) >= k.cumheights.narrow(-1, 1, K - 1)).sum(-1, true);
     auto x0 = pick(k.cumwidths, idx), w = pick(k.cumwidths, idx + 1) - x0;
@@ -271,47 +267,17 @@ ElementwiseResult RationalQuadraticSplineTransform::inverseByBisection(const tor
 torch::Tensor RationalQuadraticSplineTransform::initialParams() const {
     auto p = torch::zeros({numParams()}, torch::kFloat64);
     // minDerivative + softplus(raw) = 1
-    p.narrow(0, 2 * options_.bins, numParams() - 2 * options_.bins).fill_(std::log(std::expm1(1.0 - options_.minDerivative)));
+    p.narrow(0, 2 * options().bins, numParams() - 2 * options().bins).fill_(std::log(std::expm1(1.0 - options().minDerivative)));
     return p;
-}
-
-nlohmann::json RationalQuadraticSplineTransform::config() const {
-    return {{"type", "spline"},
-            {"circular", circular_},
-            {"bins", options_.bins},
-            {"min_bin_width", options_.minBinWidth},
-            {"min_bin_height", options_.minBinHeight},
-            {"min_derivative", options_.minDerivative}};
 }
 
 // ----------------------------------------------------------------------------------------------
 
-TransformPtr makeTransform(const nlohmann::json& config) {
-    const std::string type = config.at("type").get<std::string>();
-    const bool circular = config.value("circular", false);
-    if (type == "smooth") {
-        SmoothMixtureOptions o;
-        o.components = config.value("components", o.components);
-        const std::string ramp = config.value("ramp", std::string("exponential"));
-        if (ramp == "exponential") o.ramp = RampType::Exponential;
-        else if (ramp == "monomial") o.ramp = RampType::Monomial;
-        else throw std::invalid_argument("unknown ramp '" + ramp + "' (exponential or monomial)");
-        o.beta = config.value("beta", o.beta);
-        o.monomialOrder = config.value("order", o.monomialOrder);
-        o.minDensity = config.value("min_density", o.minDensity);
-        o.minAlpha = config.value("min_alpha", o.minAlpha);
-        o.maxAlpha = config.value("max_alpha", o.maxAlpha);
-        return std::make_shared<SmoothMixtureTransform>(circular, o);
-    }
-    if (type == "spline") {
-        SplineOptions o;
-        o.bins = config.value("bins", o.bins);
-        o.minBinWidth = config.value("min_bin_width", o.minBinWidth);
-        o.minBinHeight = config.value("min_bin_height", o.minBinHeight);
-        o.minDerivative = config.value("min_derivative", o.minDerivative);
-        return std::make_shared<RationalQuadraticSplineTransform>(circular, o);
-    }
-    throw std::invalid_argument("unknown transform type '" + type + "' (smooth or spline)");
+TransformPtr makeTransform(const TransformSpec& spec) {
+    if (spec.kind == TransformSpec::Kind::Smooth) return std::make_shared<SmoothMixtureTransform>(spec.circular, spec.smooth);
+    return std::make_shared<RationalQuadraticSplineTransform>(spec.circular, spec.spline);
 }
+
+TransformPtr makeTransform(const nlohmann::json& config) { return makeTransform(TransformSpec::fromJson(config)); }
 
 }  // namespace flowforce

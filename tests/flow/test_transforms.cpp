@@ -118,14 +118,16 @@ std::vector<double> derivativeScales(const ElementwiseTransform& t, const torch:
     return s;
 }
 
-/** Support edges b +- 1/(2a) of every component that lie inside (0,1) (parameter maps of Transforms.cpp). */
-std::vector<double> supportEdges(const torch::Tensor& raw, int64_t K) {
-    auto a = torch::exp(torch::nn::functional::softplus(raw.narrow(-1, K, K)));
-    auto b = torch::sigmoid(raw.narrow(-1, 2 * K, K));
+/** Support edges b +- 1/(2a) of every component, wrapped into [0,1) on the circle, that lie inside (0,1). */
+std::vector<double> supportEdges(const SmoothMixtureTransform& t, const torch::Tensor& raw) {
+    auto m = t.shape(raw.unsqueeze(0));
+    const int64_t K = t.options().components;
+    auto a = m.a.expand({1, K}), b = m.b;
     std::vector<double> edges;
     for (int64_t k = 0; k < K; ++k)
         for (double sgn : {-1.0, 1.0}) {
-            double e = b[k].item<double>() + sgn * 0.5 / a[k].item<double>();
+            double e = b[0][k].item<double>() + sgn * 0.5 / a[0][k].item<double>();
+            if (t.circular()) e -= std::floor(e);
             if (e > 0.01 && e < 0.99) edges.push_back(e);
         }
     return edges;
@@ -140,19 +142,23 @@ TEST(Smoothness, SmoothMixtureDerivativesContinuousAcrossSupportEdges) {
             o.components = 5;
             o.beta = beta;
             SmoothMixtureTransform t(circ, o);
-            // concentrations large enough that every bump ends inside the interval
+            // concentrations large enough that every bump ends inside the interval (raw log-scales of the
+            // "shape" head, after weights, sharpness and locations)
             auto raw = randomParams(t, 1, 31 + beta).squeeze(0);
-            raw.narrow(0, o.components, o.components).fill_(1.0);
-            auto edges = supportEdges(raw, o.components);
+            raw.narrow(0, 3 * o.components, o.components).fill_(1.0);
+            auto edges = supportEdges(t, raw);
             ASSERT_GE(edges.size(), 4u);
             auto scales = derivativeScales(t, raw.unsqueeze(0), 4);
             const double h = 1e-7;
             for (double e : edges) {
+                // p^(k) extrapolated to the edge from the left and from the right with the next derivative
+                // (another bump may be steep at this point: a one-sided difference alone is not a jump)
                 auto xs = torch::tensor({e - h, e + h}, f64());
-                auto d = densityDerivatives(t, xs, raw.unsqueeze(0).expand({2, raw.size(0)}), 4);
+                auto d = densityDerivatives(t, xs, raw.unsqueeze(0).expand({2, raw.size(0)}), 5);
                 for (int k = 0; k <= 4; ++k) {
-                    const double jump = std::abs(d[k][1].item<double>() - d[k][0].item<double>());
-                    EXPECT_LT(jump, 1e-5 * scales[k]) << "order " << k << " at edge " << e << (circ ? " (circle)" : "");
+                    const double left = d[k][0].item<double>() + h * d[k + 1][0].item<double>();
+                    const double right = d[k][1].item<double>() - h * d[k + 1][1].item<double>();
+                    EXPECT_LT(std::abs(right - left), 1e-5 * scales[k]) << "order " << k << " at edge " << e << (circ ? " (circle)" : "");
                 }
             }
         }
@@ -217,8 +223,8 @@ TEST(Smoothness, MonomialRampIsOnlyFinitelySmooth) {
     o.ramp = RampType::Monomial;
     o.monomialOrder = 2;
     SmoothMixtureTransform t(false, o);
-    auto raw = torch::tensor({{0.0, 0.5, 0.0, -3.0}}, f64());  // a = exp(softplus(0.5)), b = 0.5, small c
-    auto edges = supportEdges(torch::cat({raw, torch::zeros({1, 1}, f64())}, -1).squeeze(0), 1);
+    auto raw = torch::tensor({{0.0, 0.0, 1.0, -3.0}}, f64());  // weight, b = 0.5, a = exp(tanh(1)), small c
+    auto edges = supportEdges(t, raw.squeeze(0));
     ASSERT_EQ(edges.size(), 2u);
     auto xs = torch::tensor({edges[0] - 1e-7, edges[0] + 1e-7}, f64());
     auto d = densityDerivatives(t, xs, raw.expand({2, 4}), 2);
@@ -226,11 +232,83 @@ TEST(Smoothness, MonomialRampIsOnlyFinitelySmooth) {
     EXPECT_GT(std::abs(d[1][1].item<double>() - d[1][0].item<double>()), 1e-1);
 }
 
+TEST(SmoothMixture, ShapeParametersStayInThePapersRangesWithoutClamps) {
+    // Every shape parameter is a smooth bounded map of its raw output: within range for any raw value,
+    // and strictly monotonic (never flat, as a clamp would be) over a wide raw range.
+    for (bool circ : {false, true}) {
+        SmoothMixtureOptions o;
+        o.components = 8;
+        SmoothMixtureTransform t(circ, o);
+        auto raw = randomParams(t, 2000, 61, 8.0);
+        auto m = t.shape(raw);
+        const double sMin = unimodalSharpness(1);
+        EXPECT_GE(m.s.min().item<double>(), sMin);
+        EXPECT_LE(m.s.max().item<double>(), sMin + 10.0);
+        EXPECT_GE(m.c.min().item<double>(), 1e-6);
+        EXPECT_LE(m.c.max().item<double>(), 1.0);
+        if (circ) {
+            EXPECT_EQ(m.a.item<double>(), 1.0);
+        } else {
+            EXPECT_GE(m.a.min().item<double>(), std::exp(-1.0) * (1 - 1e-15));
+            EXPECT_LE(m.a.max().item<double>(), std::exp(1.0) * (1 + 1e-15));
+        }
+        // locations increase with k and stay inside [0,1] (strictly, for raw values that do not underflow
+        // the softmax); weights sum to one
+        auto db = m.b.narrow(-1, 1, 7) - m.b.narrow(-1, 0, 7);
+        EXPECT_GE(db.min().item<double>(), 0.0);
+        EXPECT_GE(m.b.min().item<double>(), 0.0);
+        EXPECT_LE(m.b.max().item<double>(), 1.0 + 1e-15);  // cumulative sums may round up
+        EXPECT_LT(maxAbs(m.w.sum(-1) - 1.0), 1e-14);
+        auto mild = t.shape(randomParams(t, 2000, 62, 2.0));
+        EXPECT_GT((mild.b.narrow(-1, 1, 7) - mild.b.narrow(-1, 0, 7)).min().item<double>(), 0.0);
+        EXPECT_GT(mild.b.min().item<double>(), 0.0);
+        EXPECT_LT(mild.b.max().item<double>(), 1.0);
+        // no clamp: each map's derivative is positive for raw values in [-6, 6]
+        auto r = torch::linspace(-6.0, 6.0, 101, f64()).unsqueeze(1).expand({101, t.numParams()}).clone().requires_grad_(true);
+        auto mm = t.shape(r);
+        for (auto [name, v] : std::vector<std::pair<std::string, torch::Tensor>>{{"s", mm.s}, {"c", mm.c}, {"a", mm.a}}) {
+            if (name == "a" && circ) continue;
+            auto g = torch::autograd::grad({v.sum()}, {r}, {}, true)[0];
+            const int64_t offset = name == "s" ? 8 : name == "a" ? 24 : 32;
+            EXPECT_GT(g.narrow(1, offset, 8).min().item<double>(), 0.0) << name << (circ ? " circle" : " interval");
+        }
+    }
+}
+
+TEST(SmoothMixture, UnimodalSharpnessSeparatesOneMaximumFromTwo) {
+    // The bump density sigma'(t) of the exponential ramp has one maximum (at t = 1/2) for s above
+    // unimodalSharpness(beta) and two (near the support edges) below it.
+    for (int beta : {1, 2}) {
+        SmoothMixtureOptions o;
+        o.beta = beta;
+        o.sharpnessMin = 0.01;
+        SmoothMixtureTransform t(false, o);
+        auto grid = torch::linspace(1e-4, 1.0 - 1e-4, 200001, f64());
+        auto maxima = [&](double s) {
+            auto d = t.sigmoid(grid, torch::full({}, s, f64())).second;
+            auto mid = d.narrow(0, 1, d.size(0) - 2);
+            auto isMax = (mid > d.narrow(0, 0, d.size(0) - 2)).logical_and(mid >= d.narrow(0, 2, d.size(0) - 2));
+            return isMax.sum().item<int64_t>();
+        };
+        const double s0 = unimodalSharpness(beta);
+        EXPECT_EQ(maxima(s0 * 1.01), 1) << "beta " << beta;
+        EXPECT_EQ(maxima(s0 * 0.99), 2) << "beta " << beta;
+    }
+}
+
 TEST(Transforms, RejectBadConfigurationsAndShapes) {
     EXPECT_THROW(makeTransform({{"type", "magic"}}), std::invalid_argument);
     EXPECT_THROW(makeTransform({{"type", "smooth"}, {"beta", 3}}), std::invalid_argument);
     EXPECT_THROW(makeTransform({{"type", "smooth"}, {"components", 0}}), std::invalid_argument);
     EXPECT_THROW(makeTransform({{"type", "spline"}, {"bins", 0}}), std::invalid_argument);
+    EXPECT_THROW(makeTransform({{"type", "smooth"}, {"circular", true}, {"scale", 0.5}}), std::invalid_argument);
+    // the clamped parameterization of FlowForce 0.1 is refused with a message, not misread
+    try {
+        makeTransform({{"type", "smooth"}, {"min_density", 1e-3}});
+        ADD_FAILURE() << "a format-1 smooth transform was accepted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("retrain"), std::string::npos) << e.what();
+    }
     auto t = makeTransform({{"type", "smooth"}, {"components", 3}});
     EXPECT_THROW(t->forward(torch::zeros({4}, f64()), torch::zeros({4, 7}, f64())), std::invalid_argument);
 }

@@ -33,11 +33,6 @@ public:
 };
 using BijectionPtr = std::shared_ptr<Bijection>;
 
-/** Activation functions of conditioner networks. */
-enum class Activation { SiLU, Sin, Tanh, ReLU };
-Activation activationFromName(const std::string& name);
-std::string activationName(Activation a);
-
 /** Dense conditioner: embeds its inputs (circular ones as cos/sin of 2 pi x, others as 2x - 1), then
  *  Linear -> activation for each hidden size, then a final Linear to the transform parameters. */
 class Conditioner : public torch::nn::Module {
@@ -55,33 +50,37 @@ private:
 
 /**
  * Coupling layer: the `transformed` dimensions go through an element-wise transform whose
- * parameters a conditioner computes from the `conditioning` dimensions; the rest pass unchanged.
- * All transformed dimensions share one topology (circular or not).
+ * parameters conditioner networks compute from the `conditioning` dimensions; the rest pass unchanged.
+ * All transformed dimensions share one topology (circular or not). With separate heads, each parameter
+ * head of the transform (ElementwiseTransform::heads) has a network of its own, registered as
+ * "conditioner_<head>"; a transform with a single head, or shared heads, has one, "conditioner".
+ * Head outputs are element-major: head h gives [B, d * count_h], viewed as [B, d, count_h], and the
+ * heads are concatenated in order into the transform's [B, d, numParams()].
  * With invertTransform the element-wise transform is applied in its inverse direction in forward(),
  * so the analytic direction can be put on either side of the flow.
  */
 class CouplingLayer : public Bijection {
 public:
-    CouplingLayer(int64_t dim, std::vector<int64_t> conditioning, std::vector<int64_t> transformed,
-                  const std::vector<bool>& circular, const nlohmann::json& transformConfig,
-                  std::vector<int64_t> hidden, Activation activation, bool invertTransform = false);
+    /** A coupling of a flow whose dimensions have the given circular flags (spec validated by
+     *  ArchitectureSpec). */
+    CouplingLayer(const CouplingSpec& spec, const std::vector<bool>& circular);
     FlowResult forward(const torch::Tensor& x) override;
     FlowResult inverse(const torch::Tensor& z) override;
     nlohmann::json config() const override;
     const ElementwiseTransform& transform() const { return *transform_; }
     /** Mutable access to the root-finder settings of this layer's transform. */
     InversionOptions& inversionOptions() { return const_cast<ElementwiseTransform&>(*transform_).inversion; }
+    /** Raw transform parameters [B, transformed, numParams()] for layer input x [B, dim]. */
+    torch::Tensor parameters(const torch::Tensor& x);
+    const CouplingSpec& spec() const { return spec_; }
 
 private:
     FlowResult apply(const torch::Tensor& x, bool transformForward);
-    int64_t dim_;
-    std::vector<int64_t> conditioning_, transformed_;
+    CouplingSpec spec_;
     torch::Tensor condIndex_, transIndex_;
     std::shared_ptr<ElementwiseTransform> transform_;
-    std::shared_ptr<Conditioner> conditioner_;
-    std::vector<int64_t> hidden_;
-    Activation activation_;
-    bool invertTransform_;
+    std::vector<std::shared_ptr<Conditioner>> conditioners_;  // one per network (CouplingSpec::networks)
+    std::vector<int64_t> networkCounts_;                     // parameters per element of each network
 };
 
 /** Swaps the directions of another bijection. */
@@ -100,7 +99,7 @@ private:
 /** Fixed affine map of the box [low, high] onto [0,1]^d (circular dimensions are wrapped into [0,1)). */
 class BoxLayer : public Bijection {
 public:
-    BoxLayer(std::vector<double> low, std::vector<double> high, std::vector<bool> circular);
+    BoxLayer(const BoxSpec& spec, std::vector<bool> circular);
     FlowResult forward(const torch::Tensor& x) override;
     FlowResult inverse(const torch::Tensor& z) override;
     nlohmann::json config() const override;
@@ -121,10 +120,13 @@ private:
  */
 class Flow : public Bijection {
 public:
+    /** Throws std::invalid_argument on an invalid architecture (ArchitectureSpec::fromJson). */
     explicit Flow(const nlohmann::json& architecture);
+    explicit Flow(const ArchitectureSpec& spec);
     FlowResult forward(const torch::Tensor& x) override;
     FlowResult inverse(const torch::Tensor& z) override;
-    nlohmann::json config() const override { return architecture_; }
+    nlohmann::json config() const override { return spec_.toJson(); }
+    const ArchitectureSpec& spec() const { return spec_; }
 
     /** Dimension of the flow's own space (the latent space). */
     int64_t dim() const { return dim_; }
@@ -148,20 +150,20 @@ public:
     int64_t parameterCount() const;
 
 private:
-    nlohmann::json architecture_;
+    ArchitectureSpec spec_;
     int64_t dim_, dataDim_;
     std::vector<bool> circular_;
     BijectionPtr embedding_;
     std::vector<BijectionPtr> layers_;
 };
 
-/** Builds one layer from its config for a flow with the given per-dimension topology. */
-BijectionPtr makeBijection(const nlohmann::json& config, const std::vector<bool>& circular);
+/** Builds one layer from its spec for a flow with the given per-dimension topology. */
+BijectionPtr makeBijection(const LayerSpec& spec, const std::vector<bool>& circular);
 
 /** Architecture of a stack of 2-dim-style alternating couplings: layer i transforms the dimensions
  *  congruent to (i mod 2) conditioned on the others. Convenience for toys and tests. */
 nlohmann::json alternatingCouplingArchitecture(int64_t dim, const std::vector<bool>& circular, int64_t numLayers,
                                                const nlohmann::json& transformConfig, std::vector<int64_t> hidden,
-                                               Activation activation);
+                                               Activation activation, ConditionerHeads heads = ConditionerHeads::Separate);
 
 }  // namespace flowforce

@@ -9,6 +9,8 @@
 // Transforms without a closed-form inverse invert by multi-bin bisection (Inversion.h) with exact
 // gradients from the inverse function theorem.
 
+#include "flowforce/flow/Architecture.h"
+
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
@@ -16,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace flowforce {
 
@@ -34,11 +37,18 @@ struct InversionOptions {
 /** An element-wise bijection of [0,1] (or of the circle) with conditioner-provided parameters. */
 class ElementwiseTransform {
 public:
+    explicit ElementwiseTransform(TransformSpec spec) : spec_(std::move(spec)) {}
     virtual ~ElementwiseTransform() = default;
+    /** The validated kind, topology and options (Architecture.h). */
+    const TransformSpec& spec() const { return spec_; }
     /** Number of raw parameters per element, the size of the last dimension of params. */
-    virtual int64_t numParams() const = 0;
+    int64_t numParams() const { return spec_.numParams(); }
+    /** The raw parameters per element as consecutive groups (TransformSpec::heads). */
+    std::vector<ParameterHead> heads() const { return spec_.heads(); }
     /** True if the transform is a bijection of the circle (periodic density and derivatives). */
-    virtual bool circular() const = 0;
+    bool circular() const { return spec_.circular; }
+    /** The configuration that recreates this transform with makeTransform(). */
+    nlohmann::json config() const { return spec_.toJson(); }
     /** y = f(x) and log f'(x), element-wise; differentiable in x and params to any order. */
     virtual ElementwiseResult forward(const torch::Tensor& x, const torch::Tensor& params) const = 0;
     /** x = f^-1(y) and log (f^-1)'(y). The default inverts forward() by multi-bin bisection with
@@ -46,8 +56,6 @@ public:
     virtual ElementwiseResult inverse(const torch::Tensor& y, const torch::Tensor& params) const;
     /** True if inverse() is closed-form rather than a root finder. */
     virtual bool hasAnalyticInverse() const { return false; }
-    /** The configuration that recreates this transform with makeTransform(). */
-    virtual nlohmann::json config() const = 0;
     /** y = f(x) for fixed params, with the parameter maps evaluated once (root finding calls it many
      *  times): x has params' element shape (params.sizes() without the last), optionally with one extra
      *  trailing dimension of points per element. */
@@ -58,66 +66,54 @@ public:
     virtual torch::Tensor initialParams() const { return torch::zeros({numParams()}, torch::kFloat64); }
 
     InversionOptions inversion;
+
+private:
+    TransformSpec spec_;
 };
 
 using TransformPtr = std::shared_ptr<const ElementwiseTransform>;
 
-/** Ramp functions for the smooth sigmoid sigma[rho](x) = rho(x) / (rho(x) + rho(1 - x)). */
-enum class RampType {
-    Exponential,  ///< rho(x) = exp(-1 / (alpha * x^beta)), C-infinity; alpha trainable per component
-    Monomial      ///< rho(x) = x^k, C^(k-1) at the support edges (a baseline)
-};
-
-/** Options of the smooth bump-mixture transform (paper section 4 and SI-1). */
-struct SmoothMixtureOptions {
-    int64_t components = 8;   ///< K mixture components
-    RampType ramp = RampType::Exponential;
-    int beta = 1;             ///< exponent beta of the exponential ramp, 1 or 2
-    int monomialOrder = 3;    ///< k of the monomial ramp
-    double minDensity = 1e-3; ///< lower bound of each component's uniform weight c
-    double minAlpha = 0.05;   ///< alpha in [minAlpha, maxAlpha] (maxAlpha keeps exp(-1/(alpha t)) == 0
-    double maxAlpha = 20.0;   ///<   in double precision for t below the support-edge guard 1e-5)
+/** The constrained shape of a smooth mixture, [..., K] each (SmoothMixtureTransform::shape). */
+struct MixtureShape {
+    torch::Tensor w;  ///< mixture weights (softmax), sum 1
+    torch::Tensor s;  ///< ramp sharpness (exponential ramp; 1 for the monomial ramp)
+    torch::Tensor a;  ///< concentration: the bump's support is 1/a wide
+    torch::Tensor b;  ///< location: the centre of the bump, increasing with k, in (0,1)
+    torch::Tensor c;  ///< identity weight: f_k = (1 - c) bump CDF + c x
 };
 
 /** Mixture of K smooth unimodal transforms, each (1-c)(g(x)-g(0))/(g(1)-g(0)) + c x with the bump
  *  g(x) = sigma[rho](a (x - b) + 1/2); on the circle the closed-form wrapped version of SI-1.2.
- *  Raw parameters per element, in this order, K each: mixture logits, concentration a (= exp(softplus),
- *  >= 1, at most e^7), location b (sigmoid), minimum density c (sigmoid into [minDensity, 1]), and for the
- *  exponential ramp alpha (softplus, 1 at raw 0, clamped to [minAlpha, maxAlpha]). */
+ *  Raw parameters per element, K each, grouped by conditioner head:
+ *    head "weights":   mixture logits                      w = softmax(raw)
+ *    head "sharpness": ramp sharpness (exponential ramp)   s = s_min + span * sigmoid(raw)
+ *    head "shape":     locations                           b_k = sum_{j<k} u_j + u_k / 2,  u = softmax(raw)
+ *                      log-concentrations                  a = a0 exp(bound * tanh(raw))  (circle: a = a0)
+ *                      identity weights                    c = c_min + (1 - c_min) sigmoid(raw)
+ *  (the monomial ramp has no sharpness head). */
 class SmoothMixtureTransform : public ElementwiseTransform {
 public:
+    /** Throws std::invalid_argument on invalid options (TransformSpec::validate). */
     SmoothMixtureTransform(bool circular, SmoothMixtureOptions options = {});
-    int64_t numParams() const override {
-        return (options_.ramp == RampType::Exponential ? 5 : 4) * options_.components;
-    }
-    bool circular() const override { return circular_; }
     ElementwiseResult forward(const torch::Tensor& x, const torch::Tensor& params) const override;
-    nlohmann::json config() const override;
-    /** Locations on a regular grid (k + 1/2)/K with widths ~2/K, equal weights: nearly uniform. */
+    /** Evenly spaced locations, nominal concentration, gentle sharpness 1.5 and c = 0.01: a nearly
+     *  uniform density (within 0.67..1.1 on the interval, 1 +- 1e-3 on the circle). */
     torch::Tensor initialParams() const override;
     Evaluator prepare(const torch::Tensor& params) const override;
-    const SmoothMixtureOptions& options() const { return options_; }
+    const SmoothMixtureOptions& options() const { return spec().smooth; }
+    /** The constrained shape parameters for raw params [..., numParams()]. */
+    MixtureShape shape(const torch::Tensor& params) const;
+    /** sigma[rho](t) and d sigma / dt for t clamped to [0,1], sharpness s (broadcasts). */
+    std::pair<torch::Tensor, torch::Tensor> sigmoid(const torch::Tensor& t, const torch::Tensor& s) const;
 
 private:
-    /** Constrained shape parameters [..., K] (weights, concentration, location, minimum density,
-     *  ramp alpha) and the bump values at the interval ends. */
-    struct Shape {
-        torch::Tensor w, a, b, c, alpha, g0, g1;
+    bool exponential() const { return options().ramp == RampType::Exponential; }
+    struct Prepared {
+        MixtureShape shape;
+        torch::Tensor g0, g1;  // bump values at the interval ends
     };
-    Shape shape(const torch::Tensor& params) const;
-    ElementwiseResult evaluate(const torch::Tensor& x, const Shape& s) const;
-    /** sigma[rho](t) and its derivative d sigma / dt for t clamped to [0,1]; alpha broadcasts. */
-    std::pair<torch::Tensor, torch::Tensor> sigmoid(const torch::Tensor& t, const torch::Tensor& alpha) const;
-    bool circular_;
-    SmoothMixtureOptions options_;
-};
-
-/** Options of the rational-quadratic spline (Durkan et al. 2019) on [0,1]. */
-struct SplineOptions {
-    int64_t bins = 8;
-    double minBinWidth = 1e-3;
-    double minBinHeight = 1e-3;
-    double minDerivative = 1e-3;
+    Prepared prepareShape(const torch::Tensor& params) const;
+    ElementwiseResult evaluate(const torch::Tensor& x, const Prepared& p) const;
 };
 
 /** Monotonic rational-quadratic spline on [0,1] with analytic inverse: the C^1 baseline.
@@ -125,13 +121,11 @@ struct SplineOptions {
  *  where the last knot's derivative is tied to the first so the density is continuous across the seam). */
 class RationalQuadraticSplineTransform : public ElementwiseTransform {
 public:
+    /** Throws std::invalid_argument on invalid options (TransformSpec::validate). */
     RationalQuadraticSplineTransform(bool circular, SplineOptions options = {});
-    int64_t numParams() const override { return 3 * options_.bins + (circular_ ? 0 : 1); }
-    bool circular() const override { return circular_; }
     ElementwiseResult forward(const torch::Tensor& x, const torch::Tensor& params) const override;
     ElementwiseResult inverse(const torch::Tensor& y, const torch::Tensor& params) const override;
     bool hasAnalyticInverse() const override { return true; }
-    nlohmann::json config() const override;
     /** Equal bins and unit knot slopes: the identity. */
     torch::Tensor initialParams() const override;
     Evaluator prepare(const torch::Tensor& params) const override;
@@ -144,11 +138,12 @@ private:
     };
     Knots knots(const torch::Tensor& params) const;
     ElementwiseResult evaluate(const torch::Tensor& x, const Knots& knots) const;
-    bool circular_;
-    SplineOptions options_;
+    const SplineOptions& options() const { return spec().spline; }
 };
 
-/** Creates a transform from its config() (throws std::invalid_argument on a bad config). */
+/** Creates a transform from its validated spec, or from its config() (throws std::invalid_argument on a
+ *  bad config). */
+TransformPtr makeTransform(const TransformSpec& spec);
 TransformPtr makeTransform(const nlohmann::json& config);
 
 }  // namespace flowforce

@@ -1,0 +1,176 @@
+#pragma once
+// Flow architectures, free of LibTorch: the JSON description stored in model files, parsed and validated
+// in one place. The LibTorch flow (Flow.h) and the native evaluator (NativeFlow.h) are both built from an
+// ArchitectureSpec, so they accept exactly the same files and name the weights the same way.
+//
+// JSON (all keys but "dim" and "layers" optional):
+//   {"dim": d, "circular": [bool x d],
+//    "embedding": {"type": "internal_coordinates", "zmatrix": [[atom, bond, angle, torsion], ...],
+//                  "bond_range": [lo, hi] (nm), "angle_range": [lo, hi] (rad)},
+//    "layers": [ {"type": "coupling", "conditioning": [...], "transformed": [...],
+//                 "transform": {"type": "smooth" | "spline", ...},
+//                 "conditioner": {"hidden": [64, 64], "activation": "sin", "heads": "separate"},
+//                 "invert_transform": false},
+//                {"type": "box", "low": [...], "high": [...]},
+//                {"type": "inverted", "layer": {...}} ]}
+
+#include "flowforce/flow/ZMatrix.h"
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace flowforce {
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise transforms
+
+/** A group of raw parameters per element (see TransformSpec::heads). */
+struct ParameterHead {
+    std::string name;
+    int64_t count;
+};
+
+/** Ramp functions for the smooth sigmoid sigma[rho](t) = rho(t) / (rho(t) + rho(1 - t)). */
+enum class RampType {
+    Exponential,  ///< rho(t) = exp(-s / t^beta), C-infinity; sharpness s trainable per component
+    Monomial      ///< rho(t) = t^k, C^(k-1) at the support edges (a baseline)
+};
+
+/** Smallest sharpness s for which the exponential ramp's bump density is unimodal (one maximum, at the
+ *  centre of its support): 0.8656721 for beta = 1, 0.3052033 for beta = 2. Below it the density has two
+ *  spikes at the support edges. Throws std::invalid_argument for other beta. */
+double unimodalSharpness(int beta);
+
+/** Options of the smooth bump-mixture transform (paper section 4, SI-1). Every shape parameter is a
+ *  smooth bounded function of its raw conditioner output (no clamps), within the ranges of the paper's
+ *  model: sharpness s in [unimodalSharpness(beta), +10], concentration within a factor e^logScaleBound of
+ *  its nominal value (constant on the circle), identity weight c in [minIdentity, 1]. */
+struct SmoothMixtureOptions {
+    int64_t components = 8;      ///< K mixture components
+    RampType ramp = RampType::Exponential;
+    int beta = 1;                ///< exponent beta of the exponential ramp, 1 or 2
+    int monomialOrder = 3;       ///< k of the monomial ramp
+    double sharpnessMin = 0.0;   ///< lowest sharpness s (0: unimodalSharpness(beta))
+    double sharpnessSpan = 10.0; ///< s = sharpnessMin + sharpnessSpan * sigmoid(raw)
+    double scale = 1.0;          ///< nominal concentration a0 (bump support 1/a0 of the interval); circle: a = a0 >= 1
+    double logScaleBound = 1.0;  ///< interval: a = a0 * exp(logScaleBound * tanh(raw))
+    double minIdentity = 1e-6;   ///< c = minIdentity + (1 - minIdentity) * sigmoid(raw)
+};
+
+/** Options of the rational-quadratic spline (Durkan et al. 2019) on [0,1]. */
+struct SplineOptions {
+    int64_t bins = 8;
+    double minBinWidth = 1e-3;
+    double minBinHeight = 1e-3;
+    double minDerivative = 1e-3;
+};
+
+/** A validated element-wise transform: its kind, topology and options. */
+struct TransformSpec {
+    enum class Kind { Smooth, Spline };
+    Kind kind = Kind::Smooth;
+    bool circular = false;
+    SmoothMixtureOptions smooth;  ///< kind Smooth (sharpnessMin resolved, never 0)
+    SplineOptions spline;         ///< kind Spline
+
+    /** Parses {"type": "smooth" | "spline", ...}; `circular` overrides the config's "circular" if given.
+     *  Throws std::invalid_argument naming the bad value. */
+    static TransformSpec fromJson(const nlohmann::json& config, std::optional<bool> circular = std::nullopt);
+    /** Checks the options (throws std::invalid_argument); fromJson and the constructors call it. */
+    void validate();
+    /** The configuration (including "circular"). */
+    nlohmann::json toJson() const;
+    /** Raw parameters per element. */
+    int64_t numParams() const;
+    /** The raw parameters per element as consecutive groups, each of which a coupling layer can compute
+     *  with a conditioner network of its own (its "head"); the counts add up to numParams().
+     *  Smooth: "weights" K, "sharpness" K (exponential ramp only), "shape" 3K (locations, log-scales,
+     *  identity weights); spline: "params" (widths K, heights K, knot slopes K + 1, or K on the circle). */
+    std::vector<ParameterHead> heads() const;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Layers
+
+/** Activation functions of conditioner networks. */
+enum class Activation { SiLU, Sin, Tanh, ReLU };
+Activation activationFromName(const std::string& name);
+std::string activationName(Activation a);
+
+/** How a coupling layer computes its transform's parameters: one conditioner network per parameter
+ *  head of the transform (the paper's layout), or one network for all of them. */
+enum class ConditionerHeads { Separate, Shared };
+ConditionerHeads conditionerHeadsFromName(const std::string& name);
+std::string conditionerHeadsName(ConditionerHeads h);
+
+/** A coupling layer (Flow.h, CouplingLayer). */
+struct CouplingSpec {
+    std::vector<int64_t> conditioning, transformed;
+    TransformSpec transform;  ///< circular = the topology of the transformed dimensions
+    std::vector<int64_t> hidden{64, 64};
+    Activation activation = Activation::SiLU;
+    ConditionerHeads heads = ConditionerHeads::Shared;  ///< files without "heads" use one network
+    bool invertTransform = false;
+
+    /** The conditioner networks: module name ("conditioner" or "conditioner_<head>") and parameters
+     *  per transformed element. One network for a single-head transform or shared heads. */
+    std::vector<ParameterHead> networks() const;
+    /** Inputs of every network: non-circular conditioning dims as 2x-1, then circular ones as (cos, sin)
+     *  of 2 pi x (the circular flags of the conditioning dims decide). */
+    int64_t networkInputs(const std::vector<bool>& circular) const;
+};
+
+/** A fixed affine map of the box [low, high] onto [0,1]^d (Flow.h, BoxLayer). */
+struct BoxSpec {
+    std::vector<double> low, high;
+};
+
+/** One layer: a coupling or a box, possibly wrapped in one or more "inverted" layers. */
+struct LayerSpec {
+    enum class Kind { Coupling, Box, Inverted };
+    Kind kind = Kind::Coupling;
+    CouplingSpec coupling;              ///< kind Coupling
+    BoxSpec box;                        ///< kind Box
+    std::shared_ptr<LayerSpec> inner;   ///< kind Inverted: the layer whose directions are swapped
+    nlohmann::json toJson() const;
+};
+
+/** The internal-coordinate embedding (InternalCoordinates.h). */
+struct EmbeddingSpec {
+    ZMatrix zmatrix;
+    std::array<double, 2> bondRange{0.05, 0.3};          ///< nm
+    std::array<double, 2> angleRange{0.15 * 3.14159265358979323846, 3.14159265358979323846};  ///< rad
+    static EmbeddingSpec fromJson(const nlohmann::json& config);
+    nlohmann::json toJson() const;
+    int64_t numAtoms() const { return zmatrix.numAtoms(); }
+};
+
+/** A whole flow. */
+struct ArchitectureSpec {
+    int64_t dim = 0;
+    std::vector<bool> circular;
+    std::optional<EmbeddingSpec> embedding;
+    std::vector<LayerSpec> layers;
+
+    /** Parses and validates an architecture (every index within dim, no dimension twice in a coupling,
+     *  transformed dims of one topology, the embedding's size and torsions matching dim and circular,
+     *  sizes within sane bounds). Throws std::invalid_argument with a one-line reason. */
+    static ArchitectureSpec fromJson(const nlohmann::json& architecture);
+    nlohmann::json toJson() const;
+    /** Dimension of the data: 3 n for a molecule entering through internal coordinates, else dim. */
+    int64_t dataDim() const { return embedding ? 3 * embedding->numAtoms() : dim; }
+    /** Every weight tensor the architecture has, in layer order: name (as the LibTorch flow registers
+     *  it, e.g. "layer3.conditioner_shape.linear2.weight") and shape ([out, in] weights, [out] biases). */
+    std::vector<std::pair<std::string, std::vector<int64_t>>> parameterShapes() const;
+    /** Number of trainable scalars. */
+    int64_t parameterCount() const;
+};
+
+}  // namespace flowforce

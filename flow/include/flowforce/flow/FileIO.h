@@ -1,0 +1,16 @@
+#pragma once
+// Whole-file reads and atomic writes: the one place FlowForce touches files byte-wise.
+
+#include <string>
+
+namespace flowforce {
+
+/** Reads a whole file; throws std::runtime_error naming the path and the system's reason. */
+std::string readFile(const std::string& path);
+
+/** Writes bytes to path atomically: the bytes go to a temporary file in the same folder, which is
+ *  flushed to disk (fsync) and then renamed over path, so a reader (or a run killed at any moment)
+ *  sees the old file or the complete new one, never a part. Throws std::runtime_error. */
+void writeFileAtomically(const std::string& path, const std::string& bytes);
+
+}  // namespace flowforce

@@ -1,0 +1,399 @@
+#include "flowforce/flow/Architecture.h"
+
+#include <cmath>
+#include <set>
+#include <stdexcept>
+
+namespace flowforce {
+
+namespace {
+
+// Sizes beyond these are certainly corrupt files, not models (checked before anything is allocated).
+constexpr int64_t kMaxDim = 1 << 20;
+constexpr int64_t kMaxHidden = 1 << 16;
+constexpr int64_t kMaxComponents = 1 << 12;
+constexpr size_t kMaxLayers = 1 << 12;
+constexpr int kMaxInversionDepth = 8;
+
+// Below this distance from the ends of [0,1] the exponential ramp's sigmoid is 0 (or 1) in double
+// precision for every sharpness s >= 746 * guard (exp(-s / t) underflows). Shared with Transforms.cpp
+// through TransformSpec::validate: the sharpness must not go below it.
+constexpr double kEdgeGuard = 1e-5;
+
+std::invalid_argument bad(const std::string& what) { return std::invalid_argument(what); }
+
+template <class T>
+T getAs(const nlohmann::json& j, const char* key, const T& fallback, const std::string& where) {
+    if (!j.contains(key)) return fallback;
+    try {
+        return j.at(key).get<T>();
+    } catch (const nlohmann::json::exception&) {
+        throw bad(where + ": '" + key + "' has the wrong type (" + j.at(key).dump().substr(0, 40) + ")");
+    }
+}
+
+double finite(double v, const std::string& what) {
+    if (!std::isfinite(v)) throw bad(what + " must be finite");
+    return v;
+}
+
+std::vector<int64_t> indices(const nlohmann::json& j, const char* key, int64_t dim, const std::string& where) {
+    if (!j.contains(key) || !j.at(key).is_array()) throw bad(where + ": '" + key + "' must be a list of dimension indices");
+    std::vector<int64_t> v;
+    for (const auto& e : j.at(key)) {
+        if (!e.is_number_integer()) throw bad(where + ": '" + key + "' must hold integers");
+        const auto i = e.get<int64_t>();
+        if (i < 0 || i >= dim)
+            throw bad(where + ": " + key + " index " + std::to_string(i) + " outside 0.." + std::to_string(dim - 1));
+        v.push_back(i);
+    }
+    return v;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Transforms
+
+double unimodalSharpness(int beta) {
+    // The bump density sigma'(t) is symmetric about t = 1/2; it is unimodal while its curvature there is
+    // negative. The boundaries, from d^3 sigma / dt^3 (1/2) = 0, solved numerically (a test checks them).
+    if (beta == 1) return 0.8656721;
+    if (beta == 2) return 0.3052033;
+    throw bad("smooth mixture: beta must be 1 or 2");
+}
+
+void TransformSpec::validate() {
+    if (kind == Kind::Smooth) {
+        auto& o = smooth;
+        if (o.components < 1 || o.components > kMaxComponents)
+            throw bad("smooth mixture: components must lie in 1.." + std::to_string(kMaxComponents));
+        if (o.beta != 1 && o.beta != 2) throw bad("smooth mixture: beta must be 1 or 2");
+        if (o.monomialOrder < 1 || o.monomialOrder > 16) throw bad("smooth mixture: monomial order must lie in 1..16");
+        if (o.sharpnessMin == 0.0) o.sharpnessMin = unimodalSharpness(o.beta);
+        if (!(o.sharpnessMin >= 746.0 * kEdgeGuard && o.sharpnessMin <= 1e3))
+            throw bad("smooth mixture: sharpness_min must lie in [0.00746, 1000]");
+        if (!(o.sharpnessSpan >= 0.0 && o.sharpnessSpan <= 1e3))
+            throw bad("smooth mixture: sharpness_span must lie in [0, 1000]");
+        if (!(o.scale > 0.0 && o.scale <= 1e3)) throw bad("smooth mixture: scale (nominal concentration) must lie in (0, 1000]");
+        if (circular && o.scale < 1.0) throw bad("smooth mixture: on the circle the concentration (scale) must be >= 1");
+        if (!(o.logScaleBound >= 0.0 && o.logScaleBound <= 5.0)) throw bad("smooth mixture: log_scale_bound must lie in [0, 5]");
+        if (!(o.minIdentity > 0.0 && o.minIdentity < 1.0)) throw bad("smooth mixture: min_identity must lie in (0, 1)");
+    } else {
+        const auto& o = spline;
+        if (o.bins < 1 || o.bins > kMaxComponents) throw bad("spline: bins must lie in 1.." + std::to_string(kMaxComponents));
+        if (!(o.minBinWidth > 0.0 && o.minBinHeight > 0.0) || o.minBinWidth * static_cast<double>(o.bins) >= 1.0 ||
+            o.minBinHeight * static_cast<double>(o.bins) >= 1.0)
+            throw bad("spline: minimal bin width/height must be positive, and times bins below 1");
+        if (!(o.minDerivative > 0.0 && o.minDerivative < 1e3)) throw bad("spline: min_derivative must lie in (0, 1000)");
+    }
+}
+
+TransformSpec TransformSpec::fromJson(const nlohmann::json& config, std::optional<bool> circular) {
+    if (!config.is_object()) throw bad("transform: expected a JSON object");
+    const std::string where = "transform";
+    const std::string type = getAs<std::string>(config, "type", "", where);
+    TransformSpec t;
+    t.circular = circular.value_or(getAs<bool>(config, "circular", false, where));
+    if (type == "smooth") {
+        for (const char* legacy : {"min_density", "min_alpha", "max_alpha"})
+            if (config.contains(legacy))
+                throw bad(std::string("smooth transform: '") + legacy +
+                          "' belongs to the clamped parameterization of FlowForce 0.1 (model format 1), which this "
+                          "version no longer evaluates: retrain the model");
+        t.kind = Kind::Smooth;
+        auto& o = t.smooth;
+        o.components = getAs<int64_t>(config, "components", o.components, where);
+        const auto ramp = getAs<std::string>(config, "ramp", "exponential", where);
+        if (ramp == "exponential") o.ramp = RampType::Exponential;
+        else if (ramp == "monomial") o.ramp = RampType::Monomial;
+        else throw bad("unknown ramp '" + ramp + "' (exponential or monomial)");
+        o.beta = getAs<int>(config, "beta", o.beta, where);
+        o.monomialOrder = getAs<int>(config, "order", o.monomialOrder, where);
+        o.sharpnessMin = finite(getAs<double>(config, "sharpness_min", o.sharpnessMin, where), "sharpness_min");
+        o.sharpnessSpan = finite(getAs<double>(config, "sharpness_span", o.sharpnessSpan, where), "sharpness_span");
+        o.scale = finite(getAs<double>(config, "scale", o.scale, where), "scale");
+        o.logScaleBound = finite(getAs<double>(config, "log_scale_bound", o.logScaleBound, where), "log_scale_bound");
+        o.minIdentity = finite(getAs<double>(config, "min_identity", o.minIdentity, where), "min_identity");
+    } else if (type == "spline") {
+        t.kind = Kind::Spline;
+        auto& o = t.spline;
+        o.bins = getAs<int64_t>(config, "bins", o.bins, where);
+        o.minBinWidth = finite(getAs<double>(config, "min_bin_width", o.minBinWidth, where), "min_bin_width");
+        o.minBinHeight = finite(getAs<double>(config, "min_bin_height", o.minBinHeight, where), "min_bin_height");
+        o.minDerivative = finite(getAs<double>(config, "min_derivative", o.minDerivative, where), "min_derivative");
+    } else {
+        throw bad("unknown transform type '" + type + "' (smooth or spline)");
+    }
+    t.validate();
+    return t;
+}
+
+nlohmann::json TransformSpec::toJson() const {
+    if (kind == Kind::Spline)
+        return {{"type", "spline"},
+                {"circular", circular},
+                {"bins", spline.bins},
+                {"min_bin_width", spline.minBinWidth},
+                {"min_bin_height", spline.minBinHeight},
+                {"min_derivative", spline.minDerivative}};
+    const auto& o = smooth;
+    nlohmann::json j{{"type", "smooth"},
+                     {"circular", circular},
+                     {"components", o.components},
+                     {"ramp", o.ramp == RampType::Exponential ? "exponential" : "monomial"},
+                     {"scale", o.scale},
+                     {"log_scale_bound", o.logScaleBound},
+                     {"min_identity", o.minIdentity}};
+    if (o.ramp == RampType::Exponential) {
+        j["beta"] = o.beta;
+        j["sharpness_min"] = o.sharpnessMin;
+        j["sharpness_span"] = o.sharpnessSpan;
+    } else {
+        j["order"] = o.monomialOrder;
+    }
+    return j;
+}
+
+int64_t TransformSpec::numParams() const {
+    if (kind == Kind::Spline) return 3 * spline.bins + (circular ? 0 : 1);
+    return (smooth.ramp == RampType::Exponential ? 5 : 4) * smooth.components;
+}
+
+std::vector<ParameterHead> TransformSpec::heads() const {
+    if (kind == Kind::Spline) return {{"params", numParams()}};
+    const int64_t K = smooth.components;
+    if (smooth.ramp == RampType::Exponential) return {{"weights", K}, {"sharpness", K}, {"shape", 3 * K}};
+    return {{"weights", K}, {"shape", 3 * K}};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layers
+
+Activation activationFromName(const std::string& name) {
+    if (name == "silu" || name == "swish") return Activation::SiLU;
+    if (name == "sin") return Activation::Sin;
+    if (name == "tanh") return Activation::Tanh;
+    if (name == "relu") return Activation::ReLU;
+    throw bad("unknown activation '" + name + "' (silu, sin, tanh or relu)");
+}
+
+std::string activationName(Activation a) {
+    switch (a) {
+        case Activation::SiLU: return "silu";
+        case Activation::Sin: return "sin";
+        case Activation::Tanh: return "tanh";
+        case Activation::ReLU: return "relu";
+    }
+    return "silu";
+}
+
+ConditionerHeads conditionerHeadsFromName(const std::string& name) {
+    if (name == "separate") return ConditionerHeads::Separate;
+    if (name == "shared") return ConditionerHeads::Shared;
+    throw bad("unknown conditioner heads '" + name + "' (separate or shared)");
+}
+
+std::string conditionerHeadsName(ConditionerHeads h) { return h == ConditionerHeads::Separate ? "separate" : "shared"; }
+
+std::vector<ParameterHead> CouplingSpec::networks() const {
+    const auto h = transform.heads();
+    if (heads == ConditionerHeads::Shared || h.size() == 1) return {{"conditioner", transform.numParams()}};
+    std::vector<ParameterHead> nets;
+    for (const auto& p : h) nets.push_back({"conditioner_" + p.name, p.count});
+    return nets;
+}
+
+int64_t CouplingSpec::networkInputs(const std::vector<bool>& circularFlags) const {
+    int64_t n = 0;
+    for (auto i : conditioning) n += circularFlags[static_cast<size_t>(i)] ? 2 : 1;
+    return n;
+}
+
+nlohmann::json LayerSpec::toJson() const {
+    if (kind == Kind::Inverted) return {{"type", "inverted"}, {"layer", inner->toJson()}};
+    if (kind == Kind::Box) return {{"type", "box"}, {"low", box.low}, {"high", box.high}};
+    auto t = coupling.transform.toJson();
+    t.erase("circular");  // follows from the flow's topology
+    return {{"type", "coupling"},
+            {"conditioning", coupling.conditioning},
+            {"transformed", coupling.transformed},
+            {"transform", t},
+            {"conditioner",
+             {{"hidden", coupling.hidden},
+              {"activation", activationName(coupling.activation)},
+              {"heads", conditionerHeadsName(coupling.heads)}}},
+            {"invert_transform", coupling.invertTransform}};
+}
+
+namespace {
+
+LayerSpec parseLayer(const nlohmann::json& j, const std::vector<bool>& circular, const std::string& where, int depth) {
+    if (!j.is_object()) throw bad(where + ": expected a JSON object");
+    const auto dim = static_cast<int64_t>(circular.size());
+    const auto type = getAs<std::string>(j, "type", "", where);
+    LayerSpec l;
+    if (type == "inverted") {
+        if (depth >= kMaxInversionDepth) throw bad(where + ": inverted layers nested too deeply");
+        if (!j.contains("layer")) throw bad(where + ": inverted layer without 'layer'");
+        l.kind = LayerSpec::Kind::Inverted;
+        l.inner = std::make_shared<LayerSpec>(parseLayer(j.at("layer"), circular, where, depth + 1));
+        return l;
+    }
+    if (type == "box") {
+        l.kind = LayerSpec::Kind::Box;
+        l.box.low = getAs<std::vector<double>>(j, "low", {}, where);
+        l.box.high = getAs<std::vector<double>>(j, "high", {}, where);
+        if (static_cast<int64_t>(l.box.low.size()) != dim || static_cast<int64_t>(l.box.high.size()) != dim)
+            throw bad(where + ": box low and high need the flow's dimension " + std::to_string(dim));
+        for (int64_t i = 0; i < dim; ++i) {
+            const double lo = l.box.low[static_cast<size_t>(i)], hi = l.box.high[static_cast<size_t>(i)];
+            if (!(std::isfinite(lo) && std::isfinite(hi) && hi > lo))
+                throw bad(where + ": box needs finite high > low in every dimension");
+        }
+        return l;
+    }
+    if (type != "coupling") throw bad(where + ": unknown layer type '" + type + "' (coupling, inverted or box)");
+    auto& c = l.coupling;
+    c.conditioning = indices(j, "conditioning", dim, where);
+    c.transformed = indices(j, "transformed", dim, where);
+    if (c.conditioning.empty() || c.transformed.empty())
+        throw bad(where + ": a coupling needs at least one conditioning and one transformed dimension");
+    std::set<int64_t> seen;
+    for (auto i : c.conditioning)
+        if (!seen.insert(i).second) throw bad(where + ": dimension " + std::to_string(i) + " appears twice among conditioning");
+    for (auto i : c.transformed)
+        if (!seen.insert(i).second)
+            throw bad(where + ": dimension " + std::to_string(i) + " appears twice among conditioning/transformed");
+    const bool circ = circular[static_cast<size_t>(c.transformed[0])];
+    for (auto i : c.transformed)
+        if (circular[static_cast<size_t>(i)] != circ)
+            throw bad(where + ": transformed dimensions must all be circular or all be non-circular");
+    if (!j.contains("transform")) throw bad(where + ": coupling without 'transform'");
+    try {
+        c.transform = TransformSpec::fromJson(j.at("transform"), circ);
+    } catch (const std::invalid_argument& e) {
+        throw bad(where + ": " + e.what());
+    }
+    const nlohmann::json cond = j.contains("conditioner") ? j.at("conditioner") : nlohmann::json::object();
+    if (!cond.is_object()) throw bad(where + ": 'conditioner' must be a JSON object");
+    c.hidden = getAs<std::vector<int64_t>>(cond, "hidden", c.hidden, where);
+    if (c.hidden.size() > 64) throw bad(where + ": too many hidden layers");
+    for (auto h : c.hidden)
+        if (h < 1 || h > kMaxHidden) throw bad(where + ": hidden sizes must lie in 1.." + std::to_string(kMaxHidden));
+    c.activation = activationFromName(getAs<std::string>(cond, "activation", "silu", where));
+    c.heads = conditionerHeadsFromName(getAs<std::string>(cond, "heads", "shared", where));
+    c.invertTransform = getAs<bool>(j, "invert_transform", false, where);
+    return l;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Embedding and flow
+
+EmbeddingSpec EmbeddingSpec::fromJson(const nlohmann::json& config) {
+    const std::string where = "internal coordinates";
+    if (!config.is_object() || getAs<std::string>(config, "type", "", where) != "internal_coordinates")
+        throw bad("flow: unknown embedding type (internal_coordinates)");
+    if (!config.contains("zmatrix")) throw bad(where + ": config lacks 'zmatrix'");
+    EmbeddingSpec e;
+    e.zmatrix = ZMatrix::fromJson(config.at("zmatrix"));
+    auto range = [&](const char* key, std::array<double, 2> fallback) {
+        if (!config.contains(key)) return fallback;
+        const auto& j = config.at(key);
+        if (!j.is_array() || j.size() != 2 || !j[0].is_number() || !j[1].is_number())
+            throw bad(where + ": '" + std::string(key) + "' must be [lo, hi]");
+        return std::array<double, 2>{j[0].get<double>(), j[1].get<double>()};
+    };
+    e.bondRange = range("bond_range", e.bondRange);
+    e.angleRange = range("angle_range", e.angleRange);
+    if (!(e.bondRange[0] >= 0.0 && e.bondRange[1] > e.bondRange[0] && std::isfinite(e.bondRange[1])))
+        throw bad(where + ": bond_range must be [lo, hi] nm with 0 <= lo < hi");
+    if (!(e.angleRange[0] >= 0.0 && e.angleRange[1] > e.angleRange[0] && e.angleRange[1] <= M_PI))
+        throw bad(where + ": angle_range must be [lo, hi] rad with 0 <= lo < hi <= pi");
+    return e;
+}
+
+nlohmann::json EmbeddingSpec::toJson() const {
+    return {{"type", "internal_coordinates"},
+            {"zmatrix", zmatrix.toJson()},
+            {"bond_range", {bondRange[0], bondRange[1]}},
+            {"angle_range", {angleRange[0], angleRange[1]}}};
+}
+
+ArchitectureSpec ArchitectureSpec::fromJson(const nlohmann::json& architecture) {
+    if (!architecture.is_object()) throw bad("flow: the architecture must be a JSON object");
+    ArchitectureSpec a;
+    const std::string where = "flow";
+    if (!architecture.contains("dim")) throw bad("flow: the architecture has no 'dim'");
+    a.dim = getAs<int64_t>(architecture, "dim", 0, where);
+    if (a.dim < 1 || a.dim > kMaxDim) throw bad("flow: dim must lie in 1.." + std::to_string(kMaxDim));
+    a.circular = getAs<std::vector<bool>>(architecture, "circular", std::vector<bool>(static_cast<size_t>(a.dim), false), where);
+    if (static_cast<int64_t>(a.circular.size()) != a.dim) throw bad("flow: 'circular' needs dim entries");
+    if (architecture.contains("embedding")) {
+        a.embedding = EmbeddingSpec::fromJson(architecture.at("embedding"));
+        const auto& z = a.embedding->zmatrix;
+        if (3 * z.numAtoms() - 6 != a.dim)
+            throw bad("flow: the embedding produces " + std::to_string(3 * z.numAtoms() - 6) + " coordinates but dim is " +
+                      std::to_string(a.dim));
+        // internal coordinates: bonds, angles (non-circular), then torsions (circular)
+        const int64_t torsions = z.numAtoms() - 3;
+        for (int64_t i = 0; i < a.dim; ++i)
+            if (a.circular[static_cast<size_t>(i)] != (i >= a.dim - torsions))
+                throw bad("flow: 'circular' does not match the embedding's torsions");
+    }
+    if (!architecture.contains("layers") || !architecture.at("layers").is_array()) throw bad("flow: 'layers' must be a list");
+    const auto& layers = architecture.at("layers");
+    if (layers.size() > kMaxLayers) throw bad("flow: too many layers");
+    for (size_t i = 0; i < layers.size(); ++i)
+        a.layers.push_back(parseLayer(layers[i], a.circular, "flow layer " + std::to_string(i), 0));
+    return a;
+}
+
+nlohmann::json ArchitectureSpec::toJson() const {
+    nlohmann::json layersJson = nlohmann::json::array();
+    for (const auto& l : layers) layersJson.push_back(l.toJson());
+    nlohmann::json j{{"dim", dim}, {"circular", circular}, {"layers", layersJson}};
+    if (embedding) j["embedding"] = embedding->toJson();
+    return j;
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> ArchitectureSpec::parameterShapes() const {
+    std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+    for (size_t i = 0; i < layers.size(); ++i) {
+        std::string prefix = "layer" + std::to_string(i);
+        const LayerSpec* l = &layers[i];
+        while (l->kind == LayerSpec::Kind::Inverted) {
+            prefix += ".inner";
+            l = l->inner.get();
+        }
+        if (l->kind != LayerSpec::Kind::Coupling) continue;
+        const auto& c = l->coupling;
+        const auto d = static_cast<int64_t>(c.transformed.size());
+        for (const auto& net : c.networks()) {
+            int64_t in = c.networkInputs(circular);
+            auto sizes = c.hidden;
+            sizes.push_back(d * net.count);
+            for (size_t k = 0; k < sizes.size(); ++k) {
+                const std::string base = prefix + "." + net.name + ".linear" + std::to_string(k);
+                shapes.push_back({base + ".weight", {sizes[k], in}});
+                shapes.push_back({base + ".bias", {sizes[k]}});
+                in = sizes[k];
+            }
+        }
+    }
+    return shapes;
+}
+
+int64_t ArchitectureSpec::parameterCount() const {
+    int64_t n = 0;
+    for (const auto& [name, shape] : parameterShapes()) {
+        int64_t m = 1;
+        for (auto s : shape) m *= s;
+        n += m;
+    }
+    return n;
+}
+
+}  // namespace flowforce
