@@ -1,0 +1,276 @@
+// The native evaluator against the LibTorch flow: energies and gradients of every supported layout
+// (smooth mixtures with separate or shared conditioner heads, exponential or monomial ramps, beta 1 or 2,
+// inverted transforms found by root finding, splines, boxes, inverted layers) on configurations near
+// alanine dipeptide's geometry; finite differences; batch = single; model-file validation.
+#include "TestUtil.h"
+
+#include "flowforce/flow/Flow.h"
+#include "flowforce/flow/Molecular.h"
+#include "flowforce/flow/ModelFile.h"
+#include "flowforce/flow/NativeFlow.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+using namespace flowforce;
+using namespace flowforce::test;
+
+namespace {
+
+/** Alanine dipeptide positions [66] (nm) from the project's PDB. */
+std::vector<double> ala2Positions() {
+    std::ifstream in(FLOWFORCE_TEST_DATA_DIR "/alanine-dipeptide.pdb");
+    std::vector<double> x;
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("ATOM", 0) == 0 || line.rfind("HETATM", 0) == 0)
+            for (int k = 0; k < 3; ++k) x.push_back(0.1 * std::stod(line.substr(30 + 8 * k, 8)));
+    return x;
+}
+
+/** n configurations: the PDB geometry with Gaussian noise (nm), randomly rotated and shifted. */
+torch::Tensor nearbyConfigurations(int64_t n, double noise, uint64_t seed) {
+    auto base = torch::tensor(ala2Positions(), f64()).reshape({22, 3});
+    auto gen = at::detail::createCPUGenerator(seed);
+    std::vector<torch::Tensor> out;
+    for (int64_t i = 0; i < n; ++i) {
+        auto q = torch::randn({4}, gen, f64());
+        q = q / q.norm();
+        const double w = q[0].item<double>(), x = q[1].item<double>(), y = q[2].item<double>(), z = q[3].item<double>();
+        auto R = torch::tensor({1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w), 2 * (x * y + z * w),
+                                1 - 2 * (x * x + z * z), 2 * (y * z - x * w), 2 * (x * z - y * w), 2 * (y * z + x * w),
+                                1 - 2 * (x * x + y * y)},
+                               f64())
+                     .reshape({3, 3});
+        auto c = (base + noise * torch::randn({22, 3}, gen, f64())).matmul(R.t()) + torch::randn({1, 3}, gen, f64());
+        out.push_back(c.reshape({66}));
+    }
+    return torch::stack(out);
+}
+
+/** The Boltzmann-generator architecture with the given transform and conditioner layout, with weights
+ *  perturbed away from their initialisation so that shape parameters spread over their ranges. */
+std::shared_ptr<Flow> molecularFlow(const nlohmann::json& transform, bool invert, const std::string& heads, uint64_t seed,
+                                    double spread) {
+    auto arch = boltzmannGeneratorArchitecture(ZMatrix::builtinAlanineDipeptide(), transform, {32, 32}, Activation::Sin, invert);
+    for (auto& layer : arch["layers"]) layer["conditioner"]["heads"] = heads;
+    torch::manual_seed(seed);
+    auto flow = std::make_shared<Flow>(arch);
+    flow->to(torch::kFloat64);
+    torch::NoGradGuard ng;
+    for (auto& p : flow->named_parameters())
+        if (p.key().find(".bias") == std::string::npos) p.value().add_(spread * 0.05 * torch::randn_like(p.value()));
+    flow->setInversion({16, 1e-14});
+    return flow;
+}
+
+struct Comparison {
+    double energy = 0, gradient = 0;  // largest relative errors
+};
+
+/** Native (given precision) against LibTorch on configurations x [B, dataDim]. */
+Comparison compare(Flow& flow, const torch::Tensor& x, Precision precision) {
+    auto native = NativeFlow::compile(toModelFile(flow), "test");
+    NativeEvaluator eval(native, precision);
+    auto [uRef, gRef] = flow.energyAndGradient(x);
+    Comparison c;
+    const int64_t B = x.size(0), D = x.size(1);
+    auto xc = x.contiguous();
+    std::vector<double> g(static_cast<size_t>(D));
+    for (int64_t b = 0; b < B; ++b) {
+        const double u = eval.energyAndGradient(xc[b].data_ptr<double>(), g.data());
+        const double ur = uRef[b].item<double>();
+        c.energy = std::max(c.energy, std::abs(u - ur) / std::max(1.0, std::abs(ur)));
+        auto gt = torch::tensor(g, f64());
+        c.gradient = std::max(c.gradient, (gt - gRef[b]).norm().item<double>() / std::max(1e-12, gRef[b].norm().item<double>()));
+    }
+    return c;
+}
+
+struct LayoutCase {
+    std::string name;
+    nlohmann::json transform;
+    bool invert;
+    std::string heads;
+};
+
+std::vector<LayoutCase> layoutCases() {
+    return {
+        {"SmoothSeparate", {{"type", "smooth"}, {"components", 8}}, false, "separate"},
+        {"SmoothShared", {{"type", "smooth"}, {"components", 8}}, false, "shared"},
+        {"SmoothInverted", {{"type", "smooth"}, {"components", 4}}, true, "separate"},
+        {"SmoothBeta2", {{"type", "smooth"}, {"components", 5}, {"beta", 2}}, false, "separate"},
+        {"SmoothMonomial", {{"type", "smooth"}, {"components", 4}, {"ramp", "monomial"}, {"order", 3}}, false, "separate"},
+        {"Spline", {{"type", "spline"}, {"bins", 8}}, false, "separate"},
+    };
+}
+
+class NativeLayouts : public ::testing::TestWithParam<LayoutCase> {};
+
+}  // namespace
+
+TEST_P(NativeLayouts, DoubleMatchesLibTorch) {
+    const auto& c = GetParam();
+    for (double spread : {1.0, 4.0}) {
+        auto flow = molecularFlow(c.transform, c.invert, c.heads, 11, spread);
+        auto x = nearbyConfigurations(c.invert ? 20 : 60, 0.004, 5);
+        auto r = compare(*flow, x, Precision::Double);
+        EXPECT_LT(r.energy, 1e-10) << c.name << " spread " << spread;
+        EXPECT_LT(r.gradient, 1e-10) << c.name << " spread " << spread;
+    }
+}
+
+TEST_P(NativeLayouts, SingleMatchesLibTorch) {
+    // float weights and activations (sums in double): wilder weights (spread 2, beta 2) reach 1.0e-5
+    const auto& c = GetParam();
+    auto flow = molecularFlow(c.transform, c.invert, c.heads, 12, 1.0);
+    auto x = nearbyConfigurations(c.invert ? 10 : 30, 0.004, 6);
+    auto r = compare(*flow, x, Precision::Single);
+    EXPECT_LT(r.energy, 1e-5) << c.name;
+    EXPECT_LT(r.gradient, 1e-5) << c.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Native, NativeLayouts, ::testing::ValuesIn(layoutCases()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(Native, ThousandConfigurationsOfThePapersSmoothFlow) {
+    // the default smooth Boltzmann generator (64-64 sin conditioners, separate heads, 758,168 weights)
+    auto arch = boltzmannGeneratorArchitecture(ZMatrix::builtinAlanineDipeptide(), {{"type", "smooth"}, {"components", 8}});
+    torch::manual_seed(3);
+    Flow flow(arch);
+    flow.to(torch::kFloat64);
+    EXPECT_EQ(flow.parameterCount(), 758168);
+    {
+        torch::NoGradGuard ng;
+        for (auto& p : flow.parameters()) p.add_(0.1 * torch::randn_like(p));
+    }
+    auto native = NativeFlow::compile(toModelFile(flow), "test");
+    EXPECT_EQ(native->parameterCount(), 758168);
+    NativeEvaluator eval(native, Precision::Double);
+    auto x = nearbyConfigurations(1000, 0.005, 9);
+    auto [uRef, gRef] = flow.energyAndGradient(x);
+    std::vector<double> u(1000), g(1000 * 66);
+    eval.evaluate(1000, x.contiguous().data_ptr<double>(), u.data(), g.data());
+    auto ut = torch::tensor(u, f64()), gt = torch::tensor(g, f64()).reshape({1000, 66});
+    EXPECT_LT(((ut - uRef).abs() / uRef.abs().clamp_min(1.0)).max().item<double>(), 1e-10);
+    EXPECT_LT(((gt - gRef).norm(2, {1}) / gRef.norm(2, {1})).max().item<double>(), 1e-10);
+}
+
+TEST(Native, BatchEqualsSingleAndEnergyOnlyEqualsEnergyWithGradient) {
+    auto flow = molecularFlow({{"type", "smooth"}, {"components", 8}}, false, "separate", 21, 2.0);
+    auto native = NativeFlow::compile(toModelFile(*flow), "test");
+    for (Precision p : {Precision::Double, Precision::Single}) {
+        NativeEvaluator eval(native, p);
+        auto x = nearbyConfigurations(9, 0.004, 22).contiguous();
+        std::vector<double> u(9), g(9 * 66), g1(66);
+        eval.evaluate(9, x.data_ptr<double>(), u.data(), g.data());
+        // the batched products sum in another order: equal to rounding
+        const double tol = p == Precision::Double ? 1e-13 : 1e-6;
+        for (int b = 0; b < 9; ++b) {
+            const double* xb = x[b].data_ptr<double>();
+            const double e1 = eval.energyAndGradient(xb, g1.data());
+            EXPECT_NEAR(e1, u[static_cast<size_t>(b)], tol * std::abs(e1));
+            EXPECT_NEAR(eval.energy(xb), e1, 1e-14 * std::abs(e1));  // the same forward pass (but for FMA contraction)
+            double err = 0, scale = 0;
+            for (int i = 0; i < 66; ++i) {
+                err = std::max(err, std::abs(g1[static_cast<size_t>(i)] - g[static_cast<size_t>(b * 66 + i)]));
+                scale = std::max(scale, std::abs(g1[static_cast<size_t>(i)]));
+            }
+            EXPECT_LE(err, 10 * tol * scale);
+        }
+    }
+}
+
+TEST(Native, GradientMatchesFiniteDifferences) {
+    for (const auto& c : layoutCases()) {
+        auto flow = molecularFlow(c.transform, c.invert, c.heads, 31, 2.0);
+        NativeEvaluator eval(NativeFlow::compile(toModelFile(*flow), "test"), Precision::Double);
+        auto x = nearbyConfigurations(3, 0.004, 32).contiguous();
+        for (int b = 0; b < 3; ++b) {
+            std::vector<double> xb(x[b].data_ptr<double>(), x[b].data_ptr<double>() + 66), g(66);
+            eval.energyAndGradient(xb.data(), g.data());
+            const double h = 1e-6;
+            double err = 0, scale = 0;
+            for (int i = 0; i < 66; ++i) {
+                auto xp = xb, xm = xb;
+                xp[static_cast<size_t>(i)] += h;
+                xm[static_cast<size_t>(i)] -= h;
+                const double fd = (eval.energy(xp.data()) - eval.energy(xm.data())) / (2 * h);
+                err = std::max(err, std::abs(fd - g[static_cast<size_t>(i)]));
+                scale = std::max(scale, std::abs(g[static_cast<size_t>(i)]));
+            }
+            EXPECT_LT(err, 1e-5 * scale) << c.name;
+        }
+    }
+}
+
+TEST(Native, ToyFlowsWithBoxesInvertedLayersAndTori) {
+    // non-molecular flows: a box layer, an inverted layer and circular dimensions
+    for (bool circular : {false, true})
+        for (const auto& t : {nlohmann::json{{"type", "smooth"}, {"components", 6}}, nlohmann::json{{"type", "spline"}, {"bins", 6}}}) {
+            auto arch = alternatingCouplingArchitecture(3, std::vector<bool>(3, circular), 4, t, {16, 16}, Activation::SiLU);
+            arch["layers"].insert(arch["layers"].begin(),
+                                  nlohmann::json{{"type", "box"}, {"low", {-3.0, -3.0, -3.0}}, {"high", {3.0, 3.0, 3.0}}});
+            arch["layers"][2] = nlohmann::json{{"type", "inverted"}, {"layer", arch["layers"][2]}};
+            torch::manual_seed(41);
+            Flow flow(arch);
+            flow.to(torch::kFloat64);
+            flow.setInversion({16, 1e-14});
+            {
+                torch::NoGradGuard ng;
+                for (auto& p : flow.parameters()) p.add_(0.2 * torch::randn_like(p));
+            }
+            auto x = (torch::rand({40, 3}, f64()) * 5.8 - 2.9);
+            auto r = compare(flow, x, Precision::Double);
+            EXPECT_LT(r.energy, 1e-10) << t.dump() << (circular ? " torus" : "");
+            EXPECT_LT(r.gradient, 1e-9) << t.dump() << (circular ? " torus" : "");
+        }
+}
+
+TEST(Native, RejectsMismatchedWeightsWithoutAllocating) {
+    auto flow = molecularFlow({{"type", "smooth"}, {"components", 8}}, false, "separate", 51, 1.0);
+    const auto m = toModelFile(*flow);
+    auto expectRejected = [](const ModelFile& bad, const std::string& fragment) {
+        try {
+            NativeFlow::compile(bad, "test");
+            ADD_FAILURE() << "accepted (expected: " << fragment << ")";
+        } catch (const ModelFileError& e) {
+            EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+        }
+    };
+    auto missing = m;
+    missing.tensors.erase(missing.tensors.begin());
+    expectRejected(missing, "missing");
+    auto extra = m;
+    extra.tensors["bogus"] = StoredTensor{TensorType::F64, {1}, {0.0}};
+    expectRejected(extra, "does not belong");
+    auto shape = m;
+    shape.tensors.begin()->second.shape = {1, static_cast<int64_t>(shape.tensors.begin()->second.values.size())};
+    expectRejected(shape, "shape");
+    auto nan = m;
+    nan.tensors.begin()->second.values[0] = NAN;
+    expectRejected(nan, "non-finite");
+    auto huge = m;  // a corrupt hidden size must be caught by the shape check, not allocated
+    huge.architecture["layers"][0]["conditioner"]["hidden"] = {60000, 60000};
+    expectRejected(huge, "shape");
+    auto legacy = m;
+    legacy.architecture["layers"][0]["transform"] = {{"type", "smooth"}, {"components", 8}, {"min_density", 1e-3}};
+    expectRejected(legacy, "retrain");
+}
+
+TEST(Native, SupportCheckNamesTheCoordinate) {
+    auto flow = molecularFlow({{"type", "smooth"}, {"components", 8}}, false, "separate", 61, 1.0);
+    NativeEvaluator eval(NativeFlow::compile(toModelFile(*flow), "test"), Precision::Double);
+    auto x = ala2Positions();
+    EXPECT_EQ(eval.checkSupport(x.data()).coordinate, -1);
+    auto stretched = x;
+    for (int k = 0; k < 3; ++k) stretched[static_cast<size_t>(3 * 1 + k)] += 0.5;  // atom 1 far from its bond partner
+    auto v = eval.checkSupport(stretched.data());
+    EXPECT_GE(v.coordinate, 0);
+    EXPECT_NE(v.description.find("outside the model's range"), std::string::npos) << v.description;
+    EXPECT_NE(v.description.find("nm"), std::string::npos) << v.description;
+    auto bad = x;
+    bad[7] = NAN;
+    EXPECT_NE(eval.checkSupport(bad.data()).description.find("not finite"), std::string::npos);
+}
