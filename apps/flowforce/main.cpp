@@ -1,6 +1,8 @@
 // flowforce: command-line tool of FlowForce (smooth normalizing flows as molecular potentials).
 #include "Common.h"
 
+#include "flowforce/Version.h"
+
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -9,7 +11,7 @@ int main(int argc, char** argv) {
     CLI::App app{"FlowForce: smooth normalizing flows as molecular potentials.\n"
                  "Units: positions nm, energies kJ/mol, forces kJ/mol/nm, temperatures K; -log p in nats."};
     app.require_subcommand(1);
-    app.set_version_flag("--version", "flowforce 0.1.0");
+    app.set_version_flag("--version", "flowforce " FLOWFORCE_VERSION);
     flowforce::cli::registerToy(app);
     flowforce::cli::registerModelCommands(app);
     flowforce::cli::registerTrain(app);

@@ -10,6 +10,8 @@
 // Time-dependent datasets are chunked along frames and extendable; the writer appends blocks of
 // frames and flushes the file after each block.
 
+#include "flowforce/Version.h"
+
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -54,7 +56,7 @@ struct H5MDWriterOptions {
     std::vector<double> masses;  // Da; written if not empty
     std::string author = "flowforce";
     std::string creator = "flowforce";
-    std::string creatorVersion = "0.1.0";
+    std::string creatorVersion = FLOWFORCE_VERSION;
     size_t chunkFrames = 64;
 };
 
