@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 
 namespace flowforce {
@@ -308,6 +309,12 @@ EmbeddingSpec EmbeddingSpec::fromJson(const nlohmann::json& config) {
     };
     e.bondRange = range("bond_range", e.bondRange);
     e.angleRange = range("angle_range", e.angleRange);
+    const auto boundary = getAs<std::string>(config, "boundary", "linear", where);
+    if (boundary != "linear" && boundary != "wall") throw bad(where + ": boundary must be 'linear' or 'wall'");
+    e.wall = boundary == "wall";
+    e.wallSharpness = finite(getAs<double>(config, "wall_sharpness", e.wallSharpness, where), "wall_sharpness");
+    if (!(e.wallSharpness >= unimodalSharpness(1) && e.wallSharpness <= 100.0))
+        throw bad(where + ": wall_sharpness must lie in [0.8657, 100] (below, the wall's density has spikes)");
     if (!(e.bondRange[0] >= 0.0 && e.bondRange[1] > e.bondRange[0] && std::isfinite(e.bondRange[1])))
         throw bad(where + ": bond_range must be [lo, hi] nm with 0 <= lo < hi");
     if (!(e.angleRange[0] >= 0.0 && e.angleRange[1] > e.angleRange[0] && e.angleRange[1] <= M_PI))
@@ -315,11 +322,69 @@ EmbeddingSpec EmbeddingSpec::fromJson(const nlohmann::json& config) {
     return e;
 }
 
+namespace {
+struct Vec {
+    double x, y, z;
+};
+Vec sub(const double* p, int64_t a, int64_t b) { return {p[3 * a] - p[3 * b], p[3 * a + 1] - p[3 * b + 1], p[3 * a + 2] - p[3 * b + 2]}; }
+double dot(const Vec& a, const Vec& b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
+Vec cross(const Vec& a, const Vec& b) { return {a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x}; }
+std::string num(double v) {
+    std::ostringstream s;
+    s.precision(4);
+    s << v;
+    return s.str();
+}
+}  // namespace
+
+SupportViolation EmbeddingSpec::checkSupport(const double* x) const {
+    SupportViolation v;
+    const int64_t n = numAtoms();
+    for (int64_t i = 0; i < 3 * n; ++i)
+        if (!std::isfinite(x[i])) {
+            v.coordinate = i;
+            v.description = "coordinate " + std::string(1, "xyz"[i % 3]) + " of particle " + std::to_string(i / 3) + " is not finite";
+            return v;
+        }
+    int64_t bond = 0, angle = 0;
+    for (const auto& r : zmatrix.rows)
+        if (r[1] >= 0) {
+            const Vec d = sub(x, r[0], r[1]);
+            const double len = std::sqrt(dot(d, d));
+            if (!(len >= bondRange[0] && len <= bondRange[1])) {
+                v.coordinate = bond;
+                v.description = "bond " + std::to_string(bond) + " (atoms " + std::to_string(r[0]) + "-" + std::to_string(r[1]) +
+                                ") is " + num(len) + " nm, outside the model's range [" + num(bondRange[0]) + ", " +
+                                num(bondRange[1]) + "] nm";
+                return v;
+            }
+            ++bond;
+        }
+    for (const auto& r : zmatrix.rows)
+        if (r[2] >= 0) {
+            const Vec u = sub(x, r[0], r[1]), w = sub(x, r[2], r[1]);
+            const Vec c = cross(u, w);
+            const double th = std::atan2(std::sqrt(dot(c, c)), dot(u, w));
+            if (!(th >= angleRange[0] && th <= angleRange[1])) {
+                v.coordinate = bond + angle;
+                v.description = "angle " + std::to_string(angle) + " (atoms " + std::to_string(r[0]) + "-" + std::to_string(r[1]) +
+                                "-" + std::to_string(r[2]) + ") is " + num(th) + " rad, outside the model's range [" +
+                                num(angleRange[0]) + ", " + num(angleRange[1]) + "] rad";
+                return v;
+            }
+            ++angle;
+        }
+    return v;
+}
+
 nlohmann::json EmbeddingSpec::toJson() const {
-    return {{"type", "internal_coordinates"},
-            {"zmatrix", zmatrix.toJson()},
-            {"bond_range", {bondRange[0], bondRange[1]}},
-            {"angle_range", {angleRange[0], angleRange[1]}}};
+    nlohmann::json j{{"type", "internal_coordinates"},
+                     {"zmatrix", zmatrix.toJson()},
+                     {"bond_range", {bondRange[0], bondRange[1]}},
+                     {"angle_range", {angleRange[0], angleRange[1]}},
+                     {"boundary", wall ? "wall" : "linear"}};
+    if (wall) j["wall_sharpness"] = wallSharpness;
+    return j;
 }
 
 ArchitectureSpec ArchitectureSpec::fromJson(const nlohmann::json& architecture) {
@@ -394,6 +459,35 @@ int64_t ArchitectureSpec::parameterCount() const {
         n += m;
     }
     return n;
+}
+
+ArchitectureSpec validatedArchitecture(const ModelFile& model, const std::string& source) {
+    ArchitectureSpec spec;
+    try {
+        spec = ArchitectureSpec::fromJson(model.architecture);
+    } catch (const std::invalid_argument& e) {
+        throw ModelFileError(source + ": invalid architecture: " + e.what());
+    }
+    auto str = [](const std::vector<int64_t>& v) {
+        std::string s = "[";
+        for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+        return s + "]";
+    };
+    const auto shapes = spec.parameterShapes();
+    std::set<std::string> names;
+    for (const auto& [name, shape] : shapes) {
+        names.insert(name);
+        auto it = model.tensors.find(name);
+        if (it == model.tensors.end()) throw ModelFileError(source + ": weights '" + name + "' are missing");
+        if (it->second.shape != shape)
+            throw ModelFileError(source + ": weights '" + name + "' have shape " + str(it->second.shape) +
+                                 " but the architecture needs " + str(shape));
+        for (double v : it->second.values)
+            if (!std::isfinite(v)) throw ModelFileError(source + ": weights '" + name + "' hold a non-finite value");
+    }
+    for (const auto& [name, t] : model.tensors)
+        if (!names.count(name)) throw ModelFileError(source + ": tensor '" + name + "' does not belong to the architecture");
+    return spec;
 }
 
 }  // namespace flowforce

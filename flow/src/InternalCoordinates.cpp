@@ -59,7 +59,8 @@ InternalCoordinateLayer::InternalCoordinateLayer(ZMatrix zmatrix, std::array<dou
           EmbeddingSpec{std::move(zmatrix), bondRange, angleRange}.toJson())) {}
 
 InternalCoordinateLayer::InternalCoordinateLayer(const EmbeddingSpec& spec)
-    : zmatrix_(spec.zmatrix), bondRange_(spec.bondRange), angleRange_(spec.angleRange) {
+    : zmatrix_(spec.zmatrix), bondRange_(spec.bondRange), angleRange_(spec.angleRange), wall_(spec.wall),
+      wallSharpness_(spec.wallSharpness) {
     order_ = zmatrix_.placementOrder();
     const auto nRows = zmatrix_.rows.size();
     rowBondDim_.assign(nRows, -1);
@@ -104,15 +105,43 @@ torch::Tensor InternalCoordinateLayer::internalCoordinates(const torch::Tensor& 
     return torch::cat({bonds, angles, torsions}, 1);
 }
 
+std::pair<torch::Tensor, torch::Tensor> InternalCoordinateLayer::toUnit(const torch::Tensor& t) const {
+    if (!wall_) return {t, torch::zeros_like(t)};
+    // W = logistic(z), z = s (1/(1-t) - 1/t); log W' = log sigma(z) + log sigma(-z) + log(s (1/t^2 + 1/(1-t)^2))
+    namespace F = torch::nn::functional;
+    const double s = wallSharpness_;
+    auto z = s * (1.0 / (1.0 - t) - 1.0 / t);
+    auto logDeriv = -F::softplus(z) - F::softplus(-z) + std::log(s) + torch::log(1.0 / (t * t) + 1.0 / ((1.0 - t) * (1.0 - t)));
+    return {torch::sigmoid(z), logDeriv};
+}
+
+std::pair<torch::Tensor, torch::Tensor> InternalCoordinateLayer::fromUnit(const torch::Tensor& u) const {
+    if (!wall_) return {u, torch::zeros_like(u)};
+    // z = logit(u); t solves z t^2 + (2s - z) t - s = 0: t = 2s / (2s - z + sqrt(4s^2 + z^2)) (stable for all z)
+    const double s = wallSharpness_;
+    auto z = torch::log(u) - torch::log1p(-u);
+    auto t = 2.0 * s / (2.0 * s - z + torch::sqrt(4.0 * s * s + z * z));
+    return {t, toUnit(t).second};
+}
+
+torch::Tensor InternalCoordinateLayer::unitDerivative(const torch::Tensor& q) const {
+    const auto nb = numBonds(), na = numAngles(), nt = numTorsions();
+    const double bw = bondRange_[1] - bondRange_[0], aw = angleRange_[1] - angleRange_[0];
+    auto lb = toUnit((q.narrow(1, 0, nb) - bondRange_[0]) / bw).second;
+    auto la = toUnit((q.narrow(1, nb, na) - angleRange_[0]) / aw).second;
+    return torch::cat({torch::exp(lb) / bw, torch::exp(la) / aw, torch::full({q.size(0), nt}, 1.0 / (2.0 * M_PI), q.options())}, 1);
+}
+
 FlowResult InternalCoordinateLayer::forward(const torch::Tensor& x) {
     auto q = internalCoordinates(x);
     const auto nb = numBonds(), na = numAngles(), nt = numTorsions();
     auto r = q.narrow(1, 0, nb), theta = q.narrow(1, nb, na), phi = q.narrow(1, nb + na, nt);
-    auto ub = (r - bondRange_[0]) / (bondRange_[1] - bondRange_[0]);
-    auto ua = (theta - angleRange_[0]) / (angleRange_[1] - angleRange_[0]);
+    auto [ub, lb] = toUnit((r - bondRange_[0]) / (bondRange_[1] - bondRange_[0]));
+    auto [ua, la] = toUnit((theta - angleRange_[0]) / (angleRange_[1] - angleRange_[0]));
     auto ut = (phi + M_PI) / (2.0 * M_PI);
     ut = ut - torch::floor(ut);  // phi = pi -> 0
     auto logdet = -2.0 * torch::log(r).sum(1) - torch::log(torch::sin(theta)).sum(1) + logDetConstant_;
+    if (wall_) logdet = logdet + lb.sum(1) + la.sum(1);
     return {torch::cat({ub, ua, ut}, 1), logdet};
 }
 
@@ -122,10 +151,13 @@ FlowResult InternalCoordinateLayer::inverse(const torch::Tensor& u) {
                                     std::to_string(outputDim()) + "]");
     const auto B = u.size(0);
     const auto nb = numBonds(), na = numAngles(), nt = numTorsions();
-    auto r = bondRange_[0] + u.narrow(1, 0, nb) * (bondRange_[1] - bondRange_[0]);
-    auto theta = angleRange_[0] + u.narrow(1, nb, na) * (angleRange_[1] - angleRange_[0]);
+    auto [tb, lb] = fromUnit(u.narrow(1, 0, nb));
+    auto [ta, la] = fromUnit(u.narrow(1, nb, na));
+    auto r = bondRange_[0] + tb * (bondRange_[1] - bondRange_[0]);
+    auto theta = angleRange_[0] + ta * (angleRange_[1] - angleRange_[0]);
     auto phi = u.narrow(1, nb + na, nt) * (2.0 * M_PI) - M_PI;
     auto logdet = 2.0 * torch::log(r).sum(1) + torch::log(torch::sin(theta)).sum(1) - logDetConstant_;
+    if (wall_) logdet = logdet - lb.sum(1) - la.sum(1);
 
     auto opts = u.options();
     auto ex = torch::tensor({1.0, 0.0, 0.0}, opts).expand({B, 3});
@@ -163,7 +195,7 @@ FlowResult InternalCoordinateLayer::inverse(const torch::Tensor& u) {
 }
 
 nlohmann::json InternalCoordinateLayer::config() const {
-    return EmbeddingSpec{zmatrix_, bondRange_, angleRange_}.toJson();
+    return EmbeddingSpec{zmatrix_, bondRange_, angleRange_, wall_, wallSharpness_}.toJson();
 }
 
 std::vector<bool> InternalCoordinateLayer::circularFlags() const {

@@ -1,6 +1,5 @@
 #include "flowforce/flow/ModelFile.h"
 
-#include <set>
 
 namespace flowforce {
 
@@ -26,26 +25,11 @@ ModelFile toModelFile(const Flow& flow, const nlohmann::json& info) {
 }
 
 std::shared_ptr<Flow> buildFlow(const ModelFile& model, const std::string& source) {
-    std::shared_ptr<Flow> flow;
-    try {
-        flow = std::make_shared<Flow>(model.architecture);
-    } catch (const std::exception& e) {
-        throw ModelFileError(source + ": invalid architecture: " + e.what());
-    }
+    // validated before any module is allocated: corrupt sizes cannot make the flow huge
+    auto flow = std::make_shared<Flow>(validatedArchitecture(model, source));
     flow->to(torch::kFloat64);
-    std::set<std::string> used;
     torch::NoGradGuard noGrad;
-    for (auto& p : flow->named_parameters()) {
-        auto it = model.tensors.find(p.key());
-        if (it == model.tensors.end()) throw ModelFileError(source + ": weights '" + p.key() + "' are missing");
-        if (it->second.shape != p.value().sizes().vec())
-            throw ModelFileError(source + ": weights '" + p.key() + "' have shape " + c10::str(at::IntArrayRef(it->second.shape)) +
-                                 " but the architecture needs " + c10::str(p.value().sizes()));
-        p.value().copy_(toTensor(it->second));
-        used.insert(p.key());
-    }
-    for (const auto& [name, t] : model.tensors)
-        if (!used.count(name)) throw ModelFileError(source + ": tensor '" + name + "' does not belong to the architecture");
+    for (auto& p : flow->named_parameters()) p.value().copy_(toTensor(model.tensors.at(p.key())));
     return flow;
 }
 

@@ -21,6 +21,7 @@ nlohmann::json boltzmannGeneratorArchitecture(const ZMatrix& z, const nlohmann::
                                               std::vector<int64_t> hidden, Activation activation, bool invertSmooth) {
     auto ic = std::make_shared<InternalCoordinateLayer>(z);
     auto embedding = ic->config();
+    embedding["boundary"] = "wall";  // -log p rises smoothly to infinity at the ends of the bond and angle ranges
     const int64_t nb = ic->numBonds(), na = ic->numAngles(), nt = ic->numTorsions();
     const auto bonds = range(0, nb), angles = range(nb, nb + na), torsions = range(nb + na, nb + na + nt);
     std::vector<int64_t> t1, t2;  // torsion channels: alternate torsions

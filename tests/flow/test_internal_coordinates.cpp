@@ -143,7 +143,7 @@ torch::Tensor typicalU(const InternalCoordinateLayer& ic, int64_t B, uint64_t se
 }
 
 /** The frame term of the Gram relation: 2 log r_axis + log r_frame + log sin theta_frame. */
-torch::Tensor frameTerm(const InternalCoordinateLayer& ic, const torch::Tensor& u) {
+torch::Tensor frameTerm(InternalCoordinateLayer& ic, const torch::Tensor& u) {
     int64_t axisRow = -1, planeRow = -1;
     for (size_t k = 0; k < ic.zmatrix().rows.size(); ++k) {
         const auto& r = ic.zmatrix().rows[k];
@@ -151,11 +151,10 @@ torch::Tensor frameTerm(const InternalCoordinateLayer& ic, const torch::Tensor& 
         if (r[2] >= 0 && r[3] < 0) planeRow = static_cast<int64_t>(k);
     }
     const auto& z = ic.zmatrix().rows;
-    auto [blo, bhi] = ic.bondRange();
-    auto [alo, ahi] = ic.angleRange();
-    auto r1 = blo + u.select(1, ic.outputDimOf(ICKind::Bond, z[static_cast<size_t>(axisRow)][0])) * (bhi - blo);
-    auto r2 = blo + u.select(1, ic.outputDimOf(ICKind::Bond, z[static_cast<size_t>(planeRow)][0])) * (bhi - blo);
-    auto th = alo + u.select(1, ic.outputDimOf(ICKind::Angle, z[static_cast<size_t>(planeRow)][0])) * (ahi - alo);
+    auto q = ic.internalCoordinates(ic.inverse(u).out);  // raw bonds and angles, whatever the maps to [0,1]
+    auto r1 = q.select(1, ic.outputDimOf(ICKind::Bond, z[static_cast<size_t>(axisRow)][0]));
+    auto r2 = q.select(1, ic.outputDimOf(ICKind::Bond, z[static_cast<size_t>(planeRow)][0]));
+    auto th = q.select(1, ic.outputDimOf(ICKind::Angle, z[static_cast<size_t>(planeRow)][0]));
     return 2 * torch::log(r1) + torch::log(r2) + torch::log(torch::sin(th));
 }
 
@@ -561,4 +560,83 @@ TEST(InternalCoordinatesTest, SecondDerivativesMatchFiniteDifferences) {
     auto gu = torch::autograd::grad({inv.logdet.sum() + inv.out.pow(2).sum()}, {u}, {}, true, true)[0];
     auto hu = torch::autograd::grad({gu.pow(2).sum()}, {u})[0];
     EXPECT_TRUE(torch::isfinite(hu).all().item<bool>());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The smooth-wall map of bonds and angles
+
+namespace {
+InternalCoordinateLayer wallLayer(const ZMatrix& z, double sharpness = 1.0) {
+    EmbeddingSpec spec;
+    spec.zmatrix = z;
+    spec.wall = true;
+    spec.wallSharpness = sharpness;
+    return InternalCoordinateLayer(spec);
+}
+}  // namespace
+
+TEST(InternalCoordinatesWall, RoundTripsAndCartesianVolume) {
+    for (auto z : {ZMatrix::builtinAlanineDipeptide(), chain4(), branched5()}) {
+        auto ic = wallLayer(z);
+        EXPECT_EQ(ic.config().at("boundary"), "wall");
+        auto u = typicalU(ic, 50, 5);
+        auto inv = ic.inverse(u);
+        auto fwd = ic.forward(inv.out);
+        EXPECT_LT(maxAbs(uDiff(ic, fwd.out, u)), 1e-12) << z.numAtoms() << " atoms";
+        EXPECT_LT(maxAbs(fwd.logdet + inv.logdet), 1e-10);
+        // the inverse logdet is still the Cartesian volume with the rigid-motion frame term
+        auto frame = frameTerm(ic, u.narrow(0, 0, 3));
+        for (int64_t b = 0; b < 3; ++b) {
+            auto J = jacobianOf([&](const torch::Tensor& v) { return ic.inverse(v.unsqueeze(0)).out; }, u[b]);
+            const double gram = 0.5 * std::get<1>(torch::linalg_slogdet(torch::matmul(J.t(), J))).item<double>();
+            EXPECT_NEAR(inv.logdet[b].item<double>(), gram + frame[b].item<double>(), 1e-9);
+        }
+    }
+}
+
+TEST(InternalCoordinatesWall, GradientsMatchFiniteDifferences) {
+    auto ic = wallLayer(ZMatrix::builtinAlanineDipeptide());
+    auto x = ala2Batch(2, 0.01, 17);
+    auto xg = x.clone().requires_grad_(true);
+    auto s = [&](const torch::Tensor& xx) {
+        auto r = ic.forward(xx);
+        return r.logdet + torch::sin(2 * M_PI * r.out).sum(1);
+    };
+    auto g = torch::autograd::grad({s(xg).sum()}, {xg})[0];
+    const double h = 1e-6;
+    torch::NoGradGuard ng;
+    for (int64_t j = 0; j < ic.inputDim(); ++j) {
+        auto xp = x.clone(), xm = x.clone();
+        xp.select(1, j) += h;
+        xm.select(1, j) -= h;
+        auto fd = (s(xp) - s(xm)) / (2 * h);
+        EXPECT_LT(maxAbs(fd - g.select(1, j)), 1e-6 * (1.0 + maxAbs(fd))) << "coordinate " << j;
+    }
+}
+
+TEST(InternalCoordinatesWall, DensityVanishesSmoothlyAtTheEndsOfTheRanges) {
+    // Stretching a bond towards the end of its range (0.3 nm) and opening an angle towards 180 degrees:
+    // with the wall, -logdet grows without bound, smoothly and monotonically near the end; with the linear
+    // map it stays bounded (the bond) or even falls (the angle: -log sin theta -> -infinity).
+    auto z = chain4();
+    auto wall = wallLayer(z);
+    InternalCoordinateLayer linear(z);
+    auto config = [](double r3, double theta3) {
+        // atoms 0, 1 on x; 2 at a right angle at 1; atom 3 bonded to 2 at angle theta3 in the xy plane
+        return torch::tensor({0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.1, 0.12, 0.0, 0.1 + r3 * std::sin(theta3), 0.12 - r3 * std::cos(theta3), 0.0},
+                             f64())
+            .reshape({1, 12});
+    };
+    std::vector<double> wallU, linearU;
+    for (double r : {0.2, 0.25, 0.28, 0.29, 0.295, 0.299}) {
+        wallU.push_back(-wall.forward(config(r, 1.9)).logdet.item<double>());
+        linearU.push_back(-linear.forward(config(r, 1.9)).logdet.item<double>());
+    }
+    for (size_t i = 1; i < wallU.size(); ++i) EXPECT_GT(wallU[i], wallU[i - 1]);
+    EXPECT_GT(wallU.back() - wallU.front(), 100.0);        // a wall of > 100 k_B T within 0.1 nm
+    EXPECT_LT(std::abs(linearU.back() - linearU.front()), 5.0);  // the linear map: only the 2 log r term
+    const double nearPi = M_PI - 0.01;
+    EXPECT_GT(-wall.forward(config(0.15, nearPi)).logdet.item<double>() - (-wall.forward(config(0.15, 2.0)).logdet.item<double>()),
+              50.0);
+    EXPECT_LT(-linear.forward(config(0.15, nearPi)).logdet.item<double>(), -linear.forward(config(0.15, 2.0)).logdet.item<double>());
 }

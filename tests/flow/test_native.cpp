@@ -52,9 +52,10 @@ torch::Tensor nearbyConfigurations(int64_t n, double noise, uint64_t seed) {
 /** The Boltzmann-generator architecture with the given transform and conditioner layout, with weights
  *  perturbed away from their initialisation so that shape parameters spread over their ranges. */
 std::shared_ptr<Flow> molecularFlow(const nlohmann::json& transform, bool invert, const std::string& heads, uint64_t seed,
-                                    double spread) {
+                                    double spread, const std::string& boundary = "wall") {
     auto arch = boltzmannGeneratorArchitecture(ZMatrix::builtinAlanineDipeptide(), transform, {32, 32}, Activation::Sin, invert);
     for (auto& layer : arch["layers"]) layer["conditioner"]["heads"] = heads;
+    arch["embedding"]["boundary"] = boundary;
     torch::manual_seed(seed);
     auto flow = std::make_shared<Flow>(arch);
     flow->to(torch::kFloat64);
@@ -93,6 +94,7 @@ struct LayoutCase {
     nlohmann::json transform;
     bool invert;
     std::string heads;
+    std::string boundary = "wall";
 };
 
 std::vector<LayoutCase> layoutCases() {
@@ -103,6 +105,7 @@ std::vector<LayoutCase> layoutCases() {
         {"SmoothBeta2", {{"type", "smooth"}, {"components", 5}, {"beta", 2}}, false, "separate"},
         {"SmoothMonomial", {{"type", "smooth"}, {"components", 4}, {"ramp", "monomial"}, {"order", 3}}, false, "separate"},
         {"Spline", {{"type", "spline"}, {"bins", 8}}, false, "separate"},
+        {"SmoothLinearBoundary", {{"type", "smooth"}, {"components", 8}}, false, "separate", "linear"},
     };
 }
 
@@ -113,7 +116,7 @@ class NativeLayouts : public ::testing::TestWithParam<LayoutCase> {};
 TEST_P(NativeLayouts, DoubleMatchesLibTorch) {
     const auto& c = GetParam();
     for (double spread : {1.0, 4.0}) {
-        auto flow = molecularFlow(c.transform, c.invert, c.heads, 11, spread);
+        auto flow = molecularFlow(c.transform, c.invert, c.heads, 11, spread, c.boundary);
         auto x = nearbyConfigurations(c.invert ? 20 : 60, 0.004, 5);
         auto r = compare(*flow, x, Precision::Double);
         EXPECT_LT(r.energy, 1e-10) << c.name << " spread " << spread;
@@ -124,7 +127,7 @@ TEST_P(NativeLayouts, DoubleMatchesLibTorch) {
 TEST_P(NativeLayouts, SingleMatchesLibTorch) {
     // float weights and activations (sums in double): wilder weights (spread 2, beta 2) reach 1.0e-5
     const auto& c = GetParam();
-    auto flow = molecularFlow(c.transform, c.invert, c.heads, 12, 1.0);
+    auto flow = molecularFlow(c.transform, c.invert, c.heads, 12, 1.0, c.boundary);
     auto x = nearbyConfigurations(c.invert ? 10 : 30, 0.004, 6);
     auto r = compare(*flow, x, Precision::Single);
     EXPECT_LT(r.energy, 1e-5) << c.name;
@@ -184,7 +187,7 @@ TEST(Native, BatchEqualsSingleAndEnergyOnlyEqualsEnergyWithGradient) {
 
 TEST(Native, GradientMatchesFiniteDifferences) {
     for (const auto& c : layoutCases()) {
-        auto flow = molecularFlow(c.transform, c.invert, c.heads, 31, 2.0);
+        auto flow = molecularFlow(c.transform, c.invert, c.heads, 31, 2.0, c.boundary);
         NativeEvaluator eval(NativeFlow::compile(toModelFile(*flow), "test"), Precision::Double);
         auto x = nearbyConfigurations(3, 0.004, 32).contiguous();
         for (int b = 0; b < 3; ++b) {

@@ -322,20 +322,15 @@ private:
         double* rl = tmp(2);
         double* ra = tmp(3);
         double* rc = tmp(4);
+        double* rows[5] = {rw, expo ? rs : nullptr, rl, ra, rc};
         for (int64_t e = 0; e < d_; ++e) {
             const double* p = raw + e * P_;
-            int64_t at = 0;
-            std::memcpy(rw + e * K, p + at, sizeof(double) * static_cast<size_t>(K));
-            at += K;
-            if (expo) {
-                std::memcpy(rs + e * K, p + at, sizeof(double) * static_cast<size_t>(K));
-                at += K;
+            for (int64_t h = 0, r = 0; h < 5; ++h) {
+                if (!rows[h]) continue;
+                double* dst = rows[h] + e * K;
+                const double* src = p + (r++) * K;
+                for (int64_t k = 0; k < K; ++k) dst[k] = src[k];
             }
-            std::memcpy(rl + e * K, p + at, sizeof(double) * static_cast<size_t>(K));
-            at += K;
-            std::memcpy(ra + e * K, p + at, sizeof(double) * static_cast<size_t>(K));
-            at += K;
-            std::memcpy(rc + e * K, p + at, sizeof(double) * static_cast<size_t>(K));
         }
         double* e1 = tmp(5);
         softmaxRows(d_, K, rw, arr(sv, W), e1);

@@ -69,6 +69,8 @@ struct Embedding {
     std::vector<std::array<int64_t, 4>> torsions;   // (atom, b, a, t)
     std::array<double, 2> bondRange{}, angleRange{};
     double logDetConstant = 0;
+    bool wall = false;  // smooth-wall map of bonds and angles (Architecture.h, EmbeddingSpec)
+    double wallSharpness = 1.0;
 };
 
 struct Program {
@@ -118,20 +120,47 @@ double dihedralValue(V3 p0, V3 p1, V3 p2, V3 p3) {
     return phi <= -kPi ? phi + 2.0 * kPi : phi;
 }
 
+/** The smooth wall at t in (0,1): W(t), log W'(t), W'(t) and d log W'(t)/dt (Architecture.h, EmbeddingSpec). */
+struct Wall {
+    double W, logDeriv, deriv, dlogDeriv;
+};
+Wall wallAt(double t, double s) {
+    const double it = 1.0 / t, iu = 1.0 / (1.0 - t);
+    const double z = s * (iu - it);
+    const double dphi = iu * iu + it * it, ddphi = 2.0 * (iu * iu * iu - it * it * it);
+    const double e = std::exp(-std::fabs(z)), sg = z >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+    Wall w;
+    w.W = sg;
+    // log sigma(z) + log sigma(-z) = -(|z| + 2 log(1 + e^-|z|))
+    w.logDeriv = -(std::fabs(z) + 2.0 * std::log1p(e)) + std::log(s * dphi);
+    w.deriv = std::exp(w.logDeriv);
+    w.dlogDeriv = (1.0 - 2.0 * sg) * s * dphi + ddphi / dphi;
+    return w;
+}
+
 /** Unit coordinates u [dim] and the log-determinant of the internal-coordinate map. */
 double icForward(const Embedding& e, const double* x, double* u) {
     double logdet = e.logDetConstant;
     const double bw = e.bondRange[1] - e.bondRange[0], aw = e.angleRange[1] - e.angleRange[0];
+    auto unit = [&](double t, double& out) {
+        if (!e.wall) {
+            out = t;
+            return;
+        }
+        const Wall w = wallAt(t, e.wallSharpness);
+        out = w.W;
+        logdet += w.logDeriv;
+    };
     for (int64_t i = 0; i < e.nb; ++i) {
         const auto& q = e.bonds[static_cast<size_t>(i)];
         const double r = norm(at(x, q[0]) - at(x, q[1]));
-        u[i] = (r - e.bondRange[0]) / bw;
+        unit((r - e.bondRange[0]) / bw, u[i]);
         logdet -= 2.0 * std::log(r);
     }
     for (int64_t i = 0; i < e.na; ++i) {
         const auto& q = e.angles[static_cast<size_t>(i)];
         const double th = angleValue(at(x, q[0]), at(x, q[1]), at(x, q[2]));
-        u[e.nb + i] = (th - e.angleRange[0]) / aw;
+        unit((th - e.angleRange[0]) / aw, u[e.nb + i]);
         logdet -= std::log(std::sin(th));
     }
     for (int64_t i = 0; i < e.nt; ++i) {
@@ -144,6 +173,13 @@ double icForward(const Embedding& e, const double* x, double* u) {
     return logdet;
 }
 
+/** Cotangent of t = (q - lo)/width from the cotangents of the unit coordinate and of the log-determinant. */
+double unitBackward(const Embedding& e, double t, double ubar, double ldbar) {
+    if (!e.wall) return ubar;
+    const Wall w = wallAt(t, e.wallSharpness);
+    return ubar * w.deriv + ldbar * w.dlogDeriv;
+}
+
 /** Gradient with respect to x of  sum_i ubar_i u_i(x) + ldbar * logdet(x), added to g [3n]. */
 void icBackward(const Embedding& e, const double* x, const double* ubar, double ldbar, double* g) {
     const double bw = e.bondRange[1] - e.bondRange[0], aw = e.angleRange[1] - e.angleRange[0];
@@ -151,7 +187,7 @@ void icBackward(const Embedding& e, const double* x, const double* ubar, double 
         const auto& q = e.bonds[static_cast<size_t>(i)];
         const V3 d = at(x, q[0]) - at(x, q[1]);
         const double r = norm(d);
-        const double rbar = ubar[i] / bw - ldbar * 2.0 / r;
+        const double rbar = unitBackward(e, (r - e.bondRange[0]) / bw, ubar[i], ldbar) / bw - ldbar * 2.0 / r;
         const V3 gr = (rbar / r) * d;
         add(g, q[0], gr);
         add(g, q[1], -1.0 * gr);
@@ -162,7 +198,8 @@ void icBackward(const Embedding& e, const double* x, const double* ubar, double 
         const double nu = norm(u), nv = norm(v);
         const double sn = norm(cross(u, v)) / (nu * nv), cs = dot(u, v) / (nu * nv);
         const double th = std::atan2(sn, cs);
-        const double thbar = ubar[e.nb + i] / aw - ldbar * std::cos(th) / std::sin(th);
+        const double thbar = unitBackward(e, (th - e.angleRange[0]) / aw, ubar[e.nb + i], ldbar) / aw -
+                             ldbar * std::cos(th) / std::sin(th);
         const V3 uh = (1.0 / nu) * u, vh = (1.0 / nv) * v;
         const V3 da = (1.0 / (nu * sn)) * (cs * uh - vh);  // d theta / d a
         const V3 dc = (1.0 / (nv * sn)) * (cs * vh - uh);  // d theta / d c
@@ -188,19 +225,6 @@ void icBackward(const Embedding& e, const double* x, const double* ubar, double 
         add(g, q[2], phibar * d2);
         add(g, q[3], phibar * d3);
     }
-}
-
-std::string atomsLabel(const std::vector<int64_t>& atoms) {
-    std::string s;
-    for (size_t i = 0; i < atoms.size(); ++i) s += (i ? "-" : "") + std::to_string(atoms[i]);
-    return s;
-}
-
-std::string fmt(double v) {
-    std::ostringstream s;
-    s.precision(4);
-    s << v;
-    return s.str();
 }
 
 }  // namespace
@@ -267,8 +291,7 @@ public:
         // --- backward: u = -sum of log-determinants; the uniform base density adds nothing
         std::fill(gOut_.begin(), gOut_.begin() + B * D, 0.0);
         for (size_t s = p_.steps.size(); s-- > 0;) {
-            const double* in = state_.data() + s * static_cast<size_t>(B * D);
-            if (p_.steps[s].coupling) couplingBackward(p_.steps[s].index, B, in, gOut_.data(), gIn_.data());
+            if (p_.steps[s].coupling) couplingBackward(p_.steps[s].index, B, gOut_.data(), gIn_.data());
             else boxBackward(p_.boxes[p_.steps[s].index], B, gOut_.data(), gIn_.data());
             std::swap(gOut_, gIn_);
         }
@@ -284,16 +307,22 @@ public:
     }
 
     double weightStreaming(int repeats) override {
-        reserve(1);
-        std::vector<T> a(static_cast<size_t>(std::max(maxWidth_, std::max(maxInputs_, maxOut_))), T(0.01));
-        std::vector<T> bOut(a.size(), T(0)), gIn(a.size(), T(0));
+        // the products of energyAndGradient in its order: every layer forward (couplings in order), then
+        // every layer transposed in reverse, on fixed vectors: the weights streamed once forward and once back
+        const size_t width = static_cast<size_t>(std::max(maxWidth_, std::max(maxInputs_, maxOut_)));
+        std::vector<T> a(width, T(0.01)), out(width, T(0)), g(width, T(0.01)), gIn(width, T(0));
         double checksum = 0;
         for (int r = 0; r < repeats; ++r) {
             for (const auto& c : p_.couplings)
                 for (const auto& net : c.nets)
                     for (const auto& d : net.layers) {
-                        dense(d, 1, a.data(), bOut.data());
-                        denseBackward(weights_ + d.w, d.out, d.in, 1, bOut.data(), gIn.data());
+                        dense(d, 1, a.data(), out.data());
+                        checksum += static_cast<double>(out[0]);
+                    }
+            for (auto c = p_.couplings.rbegin(); c != p_.couplings.rend(); ++c)
+                for (const auto& net : c->nets)
+                    for (auto d = net.layers.rbegin(); d != net.layers.rend(); ++d) {
+                        denseBackward(weights_ + d->w, d->out, d->in, 1, g.data(), gIn.data());
                         checksum += static_cast<double>(gIn[0]);
                     }
         }
@@ -317,6 +346,8 @@ private:
         derivs_.clear();
         params_.clear();
         saved_.clear();
+        trig_.clear();
+        for (const auto& c : p_.couplings) trig_.emplace_back(3 * c.condCircular.size() * Bs);
         for (const auto& s : sizes_) {
             features_.emplace_back(s.features * Bs);
             derivs_.emplace_back(s.derivs * Bs);
@@ -347,16 +378,22 @@ private:
         const Coupling& c = p_.couplings[ci];
         const int64_t D = p_.dim, nIn = c.inputs, nT = static_cast<int64_t>(c.trans.size());
         T* feat = features_[ci].data();
+        // circular inputs as (cos, sin) of 2 pi x, kept in double for the backward pass
+        const auto nc = static_cast<int64_t>(c.condCircular.size());
+        double* angle = trig_[ci].data();
+        double* sine = angle + B * nc;
+        double* cosine = sine + B * nc;
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t j = 0; j < nc; ++j) angle[b * nc + j] = 2.0 * kPi * in[b * D + c.condCircular[static_cast<size_t>(j)]];
+        sinCos(B * nc, angle, sine, cosine);
         for (int64_t b = 0; b < B; ++b) {
             const double* h = in + b * D;
             T* f = feat + b * nIn;
             int64_t k = 0;
             for (auto i : c.condLinear) f[k++] = static_cast<T>(2.0 * h[i] - 1.0);
-            const auto nc = static_cast<int64_t>(c.condCircular.size());
             for (int64_t j = 0; j < nc; ++j) {
-                const double ang = 2.0 * kPi * h[c.condCircular[static_cast<size_t>(j)]];
-                f[k + j] = static_cast<T>(std::cos(ang));
-                f[k + nc + j] = static_cast<T>(std::sin(ang));
+                f[k + j] = static_cast<T>(cosine[b * nc + j]);
+                f[k + nc + j] = static_cast<T>(sine[b * nc + j]);
             }
         }
         // networks -> raw parameters [B, nT, P]
@@ -395,7 +432,7 @@ private:
         }
     }
 
-    void couplingBackward(size_t ci, int64_t B, const double* in, const double* gOut, double* gIn) {
+    void couplingBackward(size_t ci, int64_t B, const double* gOut, double* gIn) {
         const Coupling& c = p_.couplings[ci];
         const int64_t D = p_.dim, nT = static_cast<int64_t>(c.trans.size());
         const double* params = params_[ci].data();
@@ -451,17 +488,18 @@ private:
                 g = gin;
             }
         }
-        // features -> conditioning dims: 2x - 1, and (cos, sin) of 2 pi x (recomputed in double)
+        // features -> conditioning dims: 2x - 1, and (cos, sin) of 2 pi x (kept in double by the forward pass)
+        const auto nc = static_cast<int64_t>(c.condCircular.size());
+        const double* sine = trig_[ci].data() + B * nc;
+        const double* cosine = sine + B * nc;
         for (int64_t b = 0; b < B; ++b) {
             double* gi = gIn + b * D;
             const double* gf = gFeat_.data() + b * nIn;
             int64_t k = 0;
             for (auto i : c.condLinear) gi[i] += 2.0 * gf[k++];
-            const auto nc = static_cast<int64_t>(c.condCircular.size());
             for (int64_t j = 0; j < nc; ++j) {
                 const int64_t i = c.condCircular[static_cast<size_t>(j)];
-                const double ang = 2.0 * kPi * in[b * D + i];
-                gi[i] += 2.0 * kPi * (-std::sin(ang) * gf[k + j] + std::cos(ang) * gf[k + nc + j]);
+                gi[i] += 2.0 * kPi * (-sine[b * nc + j] * gf[k + j] + cosine[b * nc + j] * gf[k + nc + j]);
             }
         }
     }
@@ -503,7 +541,7 @@ private:
     int64_t capacity_ = 0;
     std::vector<double> state_, logdet_, gOut_, gIn_, gFeat_;
     std::vector<std::vector<T>> features_, derivs_;
-    std::vector<std::vector<double>> params_, pBar_, saved_;
+    std::vector<std::vector<double>> params_, pBar_, saved_, trig_;
     std::vector<double> xt_, yt_, acc_;
     std::vector<T> actA_, actB_;
     std::vector<const T*> dptr_;
@@ -578,41 +616,15 @@ NativeFlow::~NativeFlow() = default;
 
 std::shared_ptr<const NativeFlow> NativeFlow::compile(const ModelFile& model, const std::string& source) {
     auto p = std::make_unique<native::Program>();
-    try {
-        p->spec = ArchitectureSpec::fromJson(model.architecture);
-    } catch (const std::invalid_argument& e) {
-        throw ModelFileError(source + ": invalid architecture: " + e.what());
-    }
+    p->spec = validatedArchitecture(model, source);
     const auto& spec = p->spec;
-    // weights: every expected tensor present with its shape, none left over, all finite
     std::map<std::string, size_t> offsets;
     size_t total = 0;
     const auto shapes = spec.parameterShapes();
-    for (const auto& [name, shape] : shapes) {
-        auto it = model.tensors.find(name);
-        if (it == model.tensors.end()) throw ModelFileError(source + ": weights '" + name + "' are missing");
-        if (it->second.shape != shape) {
-            auto str = [](const std::vector<int64_t>& v) {
-                std::string s = "[";
-                for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-                return s + "]";
-            };
-            throw ModelFileError(source + ": weights '" + name + "' have shape " + str(it->second.shape) +
-                                 " but the architecture needs " + str(shape));
-        }
-        total += it->second.values.size();
-    }
-    if (model.tensors.size() != shapes.size())
-        for (const auto& [name, t] : model.tensors) {
-            bool known = false;
-            for (const auto& s : shapes) known = known || s.first == name;
-            if (!known) throw ModelFileError(source + ": tensor '" + name + "' does not belong to the architecture");
-        }
+    for (const auto& [name, shape] : shapes) total += model.tensors.at(name).values.size();
     p->weights.reserve(total);
     for (const auto& [name, shape] : shapes) {
         const auto& v = model.tensors.at(name).values;
-        for (double x : v)
-            if (!std::isfinite(x)) throw ModelFileError(source + ": weights '" + name + "' hold a non-finite value");
         offsets[name] = p->weights.size();
         if (shape.size() == 2) {  // [out, in] -> transposed [in, out] (Kernels.h)
             const auto out = static_cast<size_t>(shape[0]), in = static_cast<size_t>(shape[1]);
@@ -640,6 +652,8 @@ std::shared_ptr<const NativeFlow> NativeFlow::compile(const ModelFile& model, co
         e.nt = static_cast<int64_t>(e.torsions.size());
         e.bondRange = spec.embedding->bondRange;
         e.angleRange = spec.embedding->angleRange;
+        e.wall = spec.embedding->wall;
+        e.wallSharpness = spec.embedding->wallSharpness;
         e.logDetConstant = -static_cast<double>(e.nb) * std::log(e.bondRange[1] - e.bondRange[0]) -
                            static_cast<double>(e.na) * std::log(e.angleRange[1] - e.angleRange[0]) -
                            static_cast<double>(e.nt) * std::log(2.0 * native::kPi);
@@ -695,42 +709,15 @@ void NativeEvaluator::evaluate(int64_t batch, const double* x, double* u, double
 double NativeEvaluator::weightStreamingOnly(int repeats) { return impl_->eval->weightStreaming(repeats); }
 
 SupportViolation NativeEvaluator::checkSupport(const double* x) const {
-    const auto& p = impl_->flow->program();
+    const auto& spec = impl_->flow->spec();
+    if (spec.embedding) return spec.embedding->checkSupport(x);
     SupportViolation v;
-    for (int64_t i = 0; i < p.dataDim; ++i)
+    for (int64_t i = 0; i < spec.dim; ++i)
         if (!std::isfinite(x[i])) {
             v.coordinate = i;
-            v.description = p.hasEmbedding ? "coordinate " + std::to_string(i % 3) + " of particle " + std::to_string(i / 3) +
-                                                 " is not finite"
-                                           : "value " + std::to_string(i) + " is not finite";
+            v.description = "value " + std::to_string(i) + " is not finite";
             return v;
         }
-    if (!p.hasEmbedding) return v;
-    const auto& e = p.ic;
-    using native::V3;
-    auto atom = [&](int64_t i) { return V3{x[3 * i], x[3 * i + 1], x[3 * i + 2]}; };
-    for (int64_t i = 0; i < e.nb; ++i) {
-        const auto& q = e.bonds[static_cast<size_t>(i)];
-        const double r = native::norm(atom(q[0]) - atom(q[1]));
-        if (!(r >= e.bondRange[0] && r <= e.bondRange[1])) {
-            v.coordinate = i;
-            v.description = "bond " + std::to_string(i) + " (atoms " + native::atomsLabel({q[0], q[1]}) + ") is " +
-                            native::fmt(r) + " nm, outside the model's range [" + native::fmt(e.bondRange[0]) + ", " +
-                            native::fmt(e.bondRange[1]) + "] nm";
-            return v;
-        }
-    }
-    for (int64_t i = 0; i < e.na; ++i) {
-        const auto& q = e.angles[static_cast<size_t>(i)];
-        const double th = native::angleValue(atom(q[0]), atom(q[1]), atom(q[2]));
-        if (!(th >= e.angleRange[0] && th <= e.angleRange[1])) {
-            v.coordinate = e.nb + i;
-            v.description = "angle " + std::to_string(i) + " (atoms " + native::atomsLabel({q[0], q[1], q[2]}) + ") is " +
-                            native::fmt(th) + " rad, outside the model's range [" + native::fmt(e.angleRange[0]) + ", " +
-                            native::fmt(e.angleRange[1]) + "] rad";
-            return v;
-        }
-    }
     return v;
 }
 

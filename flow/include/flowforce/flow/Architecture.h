@@ -14,6 +14,7 @@
 //                {"type": "box", "low": [...], "high": [...]},
 //                {"type": "inverted", "layer": {...}} ]}
 
+#include "flowforce/flow/ModelFormat.h"
 #include "flowforce/flow/ZMatrix.h"
 
 #include <nlohmann/json.hpp>
@@ -142,14 +143,32 @@ struct LayerSpec {
     nlohmann::json toJson() const;
 };
 
-/** The internal-coordinate embedding (InternalCoordinates.h). */
+/** Where a configuration leaves a flow's support (its density is zero there). */
+struct SupportViolation {
+    int64_t coordinate = -1;  ///< index of the internal coordinate (bonds, then angles) or data value; -1: inside
+    std::string description;  ///< e.g. "bond 3 (atoms 4-6) is 0.412 nm, outside the model's range [0.05, 0.3] nm"
+    bool inside() const { return coordinate < 0; }
+};
+
+/** The internal-coordinate embedding (InternalCoordinates.h). Bonds and angles map from their ranges to
+ *  [0,1]: linearly (the paper's map), or through the smooth wall W(t) = sigma[rho](t) with the exponential
+ *  ramp of sharpness s (W(t) = logistic(s (1/(1-t) - 1/t)) for t = (q - lo) / (hi - lo)). W is C-infinity
+ *  and its derivative vanishes with all derivatives at both ends, so the density in Cartesian space goes
+ *  to zero smoothly at the ends of the ranges: -log p rises like s/t, a wall that keeps bonds inside their
+ *  range and angles away from 180 degrees, where the torsions that use them are undefined. */
 struct EmbeddingSpec {
     ZMatrix zmatrix;
     std::array<double, 2> bondRange{0.05, 0.3};          ///< nm
     std::array<double, 2> angleRange{0.15 * 3.14159265358979323846, 3.14159265358979323846};  ///< rad
+    bool wall = false;           ///< JSON "boundary": "wall" (true) or "linear" (false, the default)
+    double wallSharpness = 1.0;  ///< s of the wall map, >= the unimodal bound 0.8657 (JSON "wall_sharpness")
     static EmbeddingSpec fromJson(const nlohmann::json& config);
     nlohmann::json toJson() const;
     int64_t numAtoms() const { return zmatrix.numAtoms(); }
+    /** The support rule, the same for trainer, evaluator and plugin: every position finite, every bond
+     *  within bondRange and every angle within angleRange (torsions are unbounded). Outside, the flow's
+     *  density is zero and -log p does not exist. x: [3 n] positions in nm. */
+    SupportViolation checkSupport(const double* x) const;
 };
 
 /** A whole flow. */
@@ -172,5 +191,10 @@ struct ArchitectureSpec {
     /** Number of trainable scalars. */
     int64_t parameterCount() const;
 };
+
+/** A model file's architecture, parsed, with its weights checked against it: every tensor the
+ *  architecture needs present with its shape, none left over, every value finite. The validation every
+ *  reader applies before it allocates anything. Throws ModelFileError naming `source`. */
+ArchitectureSpec validatedArchitecture(const ModelFile& model, const std::string& source);
 
 }  // namespace flowforce

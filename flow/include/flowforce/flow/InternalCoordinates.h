@@ -74,7 +74,7 @@ public:
      *  on an invalid z-matrix or empty/reversed ranges. */
     explicit InternalCoordinateLayer(ZMatrix zmatrix, std::array<double, 2> bondRange = {0.05, 0.3},
                                      std::array<double, 2> angleRange = {0.15 * M_PI, M_PI});
-    /** From a validated embedding spec (Architecture.h). */
+    /** From a validated embedding spec (Architecture.h), with the linear or the smooth-wall map. */
     explicit InternalCoordinateLayer(const EmbeddingSpec& spec);
 
     /** x [B, 3n] (nm) -> u [B, 3n-6] in [0,1], log|det du/dx| [B] (convention above). */
@@ -88,6 +88,9 @@ public:
     /** Raw internal coordinates of x [B, 3n]: bonds (nm), angles (rad), torsions (rad, (-pi, pi]) in
      *  the output layout, [B, 3n-6], before the maps to [0,1]. */
     torch::Tensor internalCoordinates(const torch::Tensor& x) const;
+    /** du/dq of the maps to [0,1] at raw internal coordinates q [B, 3n-6] (1/nm, 1/rad): 1/range (linear),
+     *  W'(t)/range (wall), 1/(2 pi) for torsions. */
+    torch::Tensor unitDerivative(const torch::Tensor& q) const;
 
     /** The z-matrix. */
     const ZMatrix& zmatrix() const { return zmatrix_; }
@@ -120,6 +123,11 @@ private:
     std::vector<int64_t> bondRows_, angleRows_, torsionRows_;  // rows of each output block
     std::vector<int64_t> rowBondDim_, rowAngleDim_, rowTorsionDim_;  // per row: output dim or -1
     int64_t originRow_ = -1, axisRow_ = -1, planeRow_ = -1;  // frame rows
+    bool wall_ = false;                                      // smooth-wall map of bonds and angles
+    double wallSharpness_ = 1.0;
+    /** t in [0,1] -> (W(t), log W'(t)) and its inverse u -> (t, log W'(t)) (identity for the linear map). */
+    std::pair<torch::Tensor, torch::Tensor> toUnit(const torch::Tensor& t) const;
+    std::pair<torch::Tensor, torch::Tensor> fromUnit(const torch::Tensor& u) const;
     double logDetConstant_ = 0.0;                            // forward log-jacobian of the interval maps
 };
 

@@ -9,7 +9,9 @@ namespace flowforce {
 /**
  * Architecture JSON (for Flow) of the paper's Boltzmann generator for a molecule with z-matrix z.
  * Data x (Cartesian, nm) enter through the internal-coordinate embedding (bonds, angles, torsions
- * mapped to [0,1], torsions circular). In the generative direction (latent -> data): the torsions,
+ * mapped to [0,1], torsions circular), with the smooth wall at the ends of the bond and angle ranges
+ * (EmbeddingSpec: -log p rises smoothly to infinity there, keeping angles away from 180 degrees, where
+ * torsions are undefined; the paper maps linearly). In the generative direction (latent -> data): the torsions,
  * split into two channels, are conditioned on each other by 8 couplings; bonds and angles are
  * conditioned on each other by 4 couplings; then angles are conditioned on all torsions, and bonds
  * on all angles and torsions. Flow layers are listed data side first, so this order is reversed.

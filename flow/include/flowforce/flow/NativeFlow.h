@@ -54,12 +54,6 @@ private:
     std::unique_ptr<native::Program> program_;
 };
 
-/** Where a configuration leaves the flow's support (the density is zero there). */
-struct SupportViolation {
-    int64_t coordinate = -1;  ///< index of the internal coordinate (bond, angle, ...) or data dimension
-    std::string description;  ///< e.g. "bond 3 (atoms 4-6) = 0.412 nm outside the model's range [0.05, 0.3] nm"
-};
-
 /**
  * Evaluates a NativeFlow. Holds its scratch memory (allocated on first use for a batch size, then reused:
  * no allocation per call) and, for single precision, a float copy of the weights. Not thread-safe: use one
@@ -83,14 +77,13 @@ public:
      *  [batch, dataDim()]. The conditioner networks stream their weights once per batch. */
     void evaluate(int64_t batch, const double* x, double* u, double* gradient);
 
-    /** Checks that x lies in the flow's support (bonds and angles within the model's ranges, every data
-     *  value finite); returns the first violation, or coordinate -1 if there is none. The evaluation
-     *  functions do not check: call this first where configurations can leave the support. */
+    /** The support rule (EmbeddingSpec::checkSupport; for flows without embedding: every value finite).
+     *  The evaluation functions do not check: call this first where configurations can leave the support. */
     SupportViolation checkSupport(const double* x) const;
 
-    /** The time the weight traffic alone takes: runs only the conditioner networks' matrix-vector
-     *  products (forward and transposed, as energyAndGradient does) `repeats` times on fixed inputs, and
-     *  returns a checksum (so the work is not optimised away). For benchmarks. */
+    /** The weight-streaming limit of energyAndGradient: runs only the conditioner networks' matrix-vector
+     *  products, in its order (every layer forward, then every layer transposed in reverse), on fixed
+     *  vectors, `repeats` times; returns a checksum (so the work is not optimised away). For benchmarks. */
     double weightStreamingOnly(int repeats);
 
 private:
