@@ -13,6 +13,8 @@ import openmm.unit as _unit
 #include "FlowForceProxy.h"
 #include "ReferenceFlowForceKernels.h"
 
+#include "flowforce/flow/Physics.h"
+
 #include <openmm/OpenMMException.h>
 
 #include <exception>
@@ -99,9 +101,11 @@ static void flowforce_raise(const char* message) {
     $1 = PyBytes_Check($input) || PyByteArray_Check($input);
 }
 
+/** k_B N_A in kJ/mol/K: the value FlowForce and OpenMM's C++ core use (E = k_B T u). */
+%constant double BOLTZMANN_KJ_PER_MOL_K = flowforce::kBoltzmannKJPerMolK;
+
 %newobject FlowForcePlugin::FlowForce::createFromBytes;
 %ignore FlowForcePlugin::FlowForce::getModelBytes;
-%ignore FlowForcePlugin::kBoltzmannKJPerMolK;
 %ignore FlowForcePlugin::FlowForce::createImpl;
 // Unit-aware Python versions of these are defined below.
 %rename(_getTemperature) FlowForcePlugin::FlowForce::getTemperature;

@@ -1,8 +1,9 @@
-// loadPotential / loadPotentialFromBytes: the model behind the OpenMM plugin (Potential.h).
+// summarizeModel / loadPotential / loadPotentialFromBytes: the model behind the OpenMM plugin (Potential.h).
 // Two kinds of files:
 //  - TorchScript modules (a zip archive, starting with "PK"): forward(positions [n,3] float64, nm) -> -log p
 //    (a scalar). Optional module attributes: `num_particles` (int) and `temperature` (float, K).
-//  - FlowForce model files (*.flow, safetensors layout): see loadFlowPotential below.
+//  - FlowForce model files (*.flow, safetensors layout): molecular flows (internal-coordinate embedding),
+//    evaluated by the native evaluator (default) or the LibTorch flow.
 #include "flowforce/flow/Potential.h"
 
 #include "flowforce/flow/FileIO.h"
@@ -62,7 +63,11 @@ public:
 
     int numParticles() const override { return n_; }
     double modelTemperature() const override { return temperature_; }
-    std::string describe() const override { return "TorchScript module, " + std::to_string(n_) + " particles"; }
+    std::string describe() const override { return "TorchScript module, " + std::to_string(n_) + " particles, LibTorch"; }
+    double energy(const std::vector<double>& positions) override {
+        std::vector<double> g;
+        return evaluate(positions, g);
+    }
 
     double evaluate(const std::vector<double>& positions, std::vector<double>& gradient) override {
         const size_t size = static_cast<size_t>(n_) * 3;
@@ -133,78 +138,173 @@ std::unique_ptr<Potential> loadTorchScriptPotential(const std::string& bytes, co
 // ---------------------------------------------------------------------------------------------
 // FlowForce model files (*.flow): molecular flows whose embedding maps Cartesian positions to
 // internal coordinates, so -log p includes the internal-coordinate Jacobian and is invariant to
-// rigid motions. Evaluated with LibTorch autograd in double precision.
+// rigid motions. Outside the support (EmbeddingSpec::checkSupport) the density is zero: an error.
 // ---------------------------------------------------------------------------------------------
-class FlowPotential : public Potential {
+
+/** What the two backends share: the molecule's size, the support rule, checks of the outputs. */
+class FlowPotentialBase : public Potential {
 public:
-    FlowPotential(std::shared_ptr<Flow> flow, const std::string& name, double temperature)
-        : flow_(std::move(flow)), name_(name), n_(static_cast<int>(flow_->dataDim() / 3)), temperature_(temperature) {
-        flow_->eval();
-    }
+    FlowPotentialBase(const ArchitectureSpec& spec, const std::string& name, double temperature, std::string description)
+        : embedding_(*spec.embedding), name_(name), n_(static_cast<int>(spec.embedding->numAtoms())), temperature_(temperature),
+          description_(std::move(description)) {}
     int numParticles() const override { return n_; }
     double modelTemperature() const override { return temperature_; }
-    std::string describe() const override {
-        return "FlowForce flow, " + std::to_string(n_) + " particles, " + std::to_string(flow_->parameterCount()) + " parameters";
+    std::string describe() const override { return description_; }
+    double energy(const std::vector<double>& positions) override {
+        check(positions);
+        return checked(energyImpl(positions));
     }
     double evaluate(const std::vector<double>& positions, std::vector<double>& gradient) override {
+        check(positions);
+        gradient.resize(positions.size());
+        const double u = checked(evaluateImpl(positions, gradient));
+        for (size_t i = 0; i < gradient.size(); ++i)
+            if (!std::isfinite(gradient[i]))
+                throw std::runtime_error(name_ + ": non-finite gradient for particle " + std::to_string(i / 3));
+        return u;
+    }
+
+protected:
+    virtual double energyImpl(const std::vector<double>& positions) = 0;
+    virtual double evaluateImpl(const std::vector<double>& positions, std::vector<double>& gradient) = 0;
+
+private:
+    void check(const std::vector<double>& positions) const {
         const size_t size = static_cast<size_t>(n_) * 3;
         if (positions.size() != size)
             throw std::runtime_error(name_ + ": expected " + std::to_string(size) + " coordinates, got " +
                                      std::to_string(positions.size()));
-        for (size_t i = 0; i < size; ++i)
-            if (!std::isfinite(positions[i]))
-                throw std::runtime_error(name_ + ": coordinate " + std::to_string(i % 3) + " of particle " +
-                                         std::to_string(i / 3) + " is not finite");
-        auto x = torch::from_blob(const_cast<double*>(positions.data()), {1, static_cast<int64_t>(size)}, torch::kFloat64);
-        auto [u, grad] = flow_->energyAndGradient(x);
-        const double value = u.item<double>();
-        if (!std::isfinite(value))
-            throw std::runtime_error(name_ + ": the flow density is zero or undefined at this configuration "
-                                             "(-log p = " + std::to_string(value) + "): is a bond or angle outside the model's range?");
-        auto g = grad.contiguous();
-        const double* p = g.data_ptr<double>();
-        gradient.assign(p, p + size);
-        for (size_t i = 0; i < size; ++i)
-            if (!std::isfinite(gradient[i]))
-                throw std::runtime_error(name_ + ": non-finite gradient for particle " + std::to_string(i / 3));
-        return value;
+        const auto v = embedding_.checkSupport(positions.data());
+        if (!v.inside())
+            throw std::runtime_error(name_ + ": the configuration is outside the model's support (the flow's density is "
+                                             "zero there): " + v.description);
     }
-
-private:
-    std::shared_ptr<Flow> flow_;
+    double checked(double u) const {
+        if (!std::isfinite(u)) throw std::runtime_error(name_ + ": the flow returned a non-finite energy (-log p = " + std::to_string(u) + ")");
+        return u;
+    }
+    EmbeddingSpec embedding_;
     std::string name_;
     int n_;
     double temperature_;
+    std::string description_;
 };
 
-std::unique_ptr<Potential> loadFlowPotential(const ModelFile& model, const std::string& name, int numParticles) {
-    auto flow = buildFlow(model, name);
-    if (!flow->embedding() || flow->dataDim() % 3 != 0)
+/** The native evaluator (the default). */
+class NativePotential : public FlowPotentialBase {
+public:
+    NativePotential(std::shared_ptr<const NativeFlow> flow, Precision precision, const std::string& name, double temperature,
+                    const std::string& description)
+        : FlowPotentialBase(flow->spec(), name, temperature, description + ", native " + precisionName(precision)),
+          eval_(std::move(flow), precision) {}
+
+protected:
+    double energyImpl(const std::vector<double>& x) override { return eval_.energy(x.data()); }
+    double evaluateImpl(const std::vector<double>& x, std::vector<double>& g) override {
+        return eval_.energyAndGradient(x.data(), g.data());
+    }
+
+private:
+    NativeEvaluator eval_;
+};
+
+/** The LibTorch flow with autograd, in double precision (cross-checks). */
+class TorchFlowPotential : public FlowPotentialBase {
+public:
+    TorchFlowPotential(std::shared_ptr<Flow> flow, const std::string& name, double temperature, const std::string& description)
+        : FlowPotentialBase(flow->spec(), name, temperature, description + ", LibTorch double"), flow_(std::move(flow)) {
+        flow_->eval();
+    }
+
+protected:
+    double energyImpl(const std::vector<double>& x) override {
+        torch::NoGradGuard ng;
+        return -flow_->logProb(asTensor(x)).item<double>();
+    }
+    double evaluateImpl(const std::vector<double>& x, std::vector<double>& g) override {
+        auto [u, grad] = flow_->energyAndGradient(asTensor(x));
+        auto gc = grad.contiguous();
+        std::copy(gc.data_ptr<double>(), gc.data_ptr<double>() + gc.numel(), g.begin());
+        return u.item<double>();
+    }
+
+private:
+    static torch::Tensor asTensor(const std::vector<double>& x) {
+        return torch::from_blob(const_cast<double*>(x.data()), {1, static_cast<int64_t>(x.size())}, torch::kFloat64);
+    }
+    std::shared_ptr<Flow> flow_;
+};
+
+/** A FlowForce model file, parsed and checked to be a molecular model of numParticles (if > 0). */
+struct FlowModel {
+    ModelFile file;
+    ArchitectureSpec spec;
+    double temperature = 0.0;
+    std::string description;
+};
+
+FlowModel readFlowModel(const std::string& bytes, const std::string& name, int numParticles) {
+    FlowModel m;
+    m.file = parseModelFile(bytes, name);  // throws ModelFileError (a runtime_error)
+    m.spec = validatedArchitecture(m.file, name);
+    if (!m.spec.embedding)
         throw std::runtime_error(name + ": not a molecular model (it has no internal-coordinate embedding); "
                                         "FlowForce needs a model of particle positions");
-    const int n = static_cast<int>(flow->dataDim() / 3);
+    const int n = static_cast<int>(m.spec.embedding->numAtoms());
     if (numParticles > 0 && numParticles != n)
         throw std::runtime_error(name + ": the model describes " + std::to_string(n) + " particles but " +
                                  std::to_string(numParticles) + " were given");
-    return std::make_unique<FlowPotential>(std::move(flow), name, modelTemperature(model, name));
+    m.temperature = modelTemperature(m.file, name);
+    m.description = "FlowForce flow, " + std::to_string(n) + " particles, " + std::to_string(m.spec.parameterCount()) + " parameters";
+    return m;
+}
+
+void checkParticleCount(int numParticles, const std::string& name) {
+    if (numParticles == 0 || numParticles < -1)
+        throw std::runtime_error(name + ": invalid number of particles " + std::to_string(numParticles));
 }
 
 }  // namespace
 
-std::unique_ptr<Potential> loadPotentialFromBytes(const std::string& bytes, const std::string& name, int numParticles) {
-    if (numParticles == 0 || numParticles < -1)
-        throw std::runtime_error(name + ": invalid number of particles " + std::to_string(numParticles));
+std::string backendName(Backend b) { return b == Backend::Native ? "native" : "libtorch"; }
+
+ModelSummary summarizeModel(const std::string& bytes, const std::string& name, int numParticles) {
+    checkParticleCount(numParticles, name);
     if (bytes.empty()) throw std::runtime_error(name + ": the model file is empty");
-    if (looksLikeTorchScript(bytes)) return loadTorchScriptPotential(bytes, name, numParticles);
-    if (looksLikeModelFile(bytes)) {
-        const ModelFile model = parseModelFile(bytes, name);  // throws ModelFileError (a runtime_error)
-        return loadFlowPotential(model, name, numParticles);
+    ModelSummary s;
+    if (looksLikeTorchScript(bytes)) {
+        auto p = loadTorchScriptPotential(bytes, name, numParticles);
+        s.numParticles = p->numParticles();
+        s.temperature = p->modelTemperature();
+        s.description = "TorchScript module, " + std::to_string(s.numParticles) + " particles";
+        s.torchScript = true;
+        return s;
     }
-    throw std::runtime_error(name + ": not a model file (neither a FlowForce model *.flow nor a TorchScript module)");
+    if (!looksLikeModelFile(bytes))
+        throw std::runtime_error(name + ": not a model file (neither a FlowForce model *.flow nor a TorchScript module)");
+    const auto m = readFlowModel(bytes, name, numParticles);
+    s.numParticles = static_cast<int>(m.spec.embedding->numAtoms());
+    s.temperature = m.temperature;
+    s.description = m.description;
+    return s;
 }
 
-std::unique_ptr<Potential> loadPotential(const std::string& path, int numParticles) {
-    return loadPotentialFromBytes(readFile(path), "model file '" + path + "'", numParticles);
+std::unique_ptr<Potential> loadPotentialFromBytes(const std::string& bytes, const std::string& name, int numParticles,
+                                                  const PotentialOptions& options) {
+    checkParticleCount(numParticles, name);
+    if (bytes.empty()) throw std::runtime_error(name + ": the model file is empty");
+    if (looksLikeTorchScript(bytes)) return loadTorchScriptPotential(bytes, name, numParticles);
+    if (!looksLikeModelFile(bytes))
+        throw std::runtime_error(name + ": not a model file (neither a FlowForce model *.flow nor a TorchScript module)");
+    auto m = readFlowModel(bytes, name, numParticles);
+    if (options.backend == Backend::LibTorch)
+        return std::make_unique<TorchFlowPotential>(buildFlow(m.file, name), name, m.temperature, m.description);
+    return std::make_unique<NativePotential>(NativeFlow::compile(m.file, name), options.precision, name, m.temperature,
+                                             m.description);
+}
+
+std::unique_ptr<Potential> loadPotential(const std::string& path, int numParticles, const PotentialOptions& options) {
+    return loadPotentialFromBytes(readFile(path), "model file '" + path + "'", numParticles, options);
 }
 
 }  // namespace flowforce

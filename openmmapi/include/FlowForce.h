@@ -4,8 +4,11 @@
 // FlowForce: a trained normalizing flow used as a potential in an OpenMM System.
 //
 // For the selected particles with positions x (nm) the model defines u(x) = -log p(x) (nats); the
-// force adds the energy E(x) = k_B T u(x) + offset (kJ/mol) and the forces -dE/dx (kJ/mol/nm),
-// evaluated in double precision. Other particles are not affected.
+// force adds the energy E(x) = k_B T u(x) + offset (kJ/mol) and the forces -dE/dx (kJ/mol/nm).
+// Other particles are not affected. FlowForce model files (*.flow) are evaluated by FlowForce's native
+// evaluator, in double precision on the Reference platform and in single precision (float weights and
+// activations, double sums and energy) on the CPU platform, as OpenMM's own platforms do; both can be
+// overridden (setPrecision, setBackend).
 
 #include "FlowForceExport.h"
 
@@ -20,15 +23,23 @@ class Context;
 
 namespace FlowForcePlugin {
 
-/** Boltzmann constant times Avogadro's number in kJ/mol/K (the CODATA 2018 value OpenMM uses). */
-constexpr double kBoltzmannKJPerMolK = 0.008314462618;
-
 class FLOWFORCE_EXPORT FlowForce : public OpenMM::Force {
 public:
+    /** Arithmetic of the model's networks: the platform's own (double on Reference, single on CPU), or
+     *  forced. Single: float weights and activations with double sums; the energy is always summed in double. */
+    enum Precision { PlatformDefault = 0, Single = 1, Double = 2 };
+    /** How a FlowForce model file is evaluated: FlowForce's native evaluator (fast, the default), or the
+     *  LibTorch flow with autograd (double precision; for cross-checks). TorchScript modules always use LibTorch. */
+    enum Backend { Native = 0, LibTorch = 1 };
+
     /**
      * Creates a force from a model file: a FlowForce model (*.flow) or a TorchScript module whose
-     * forward maps positions [n,3] (nm, float64) to -log p. The file is read now and its bytes are
-     * kept (a serialized System embeds them), so the file may disappear afterwards.
+     * forward maps positions [n,3] (nm, float64) to -log p. The file is read and validated now (for a
+     * *.flow file: its header, architecture and weight shapes, without building the model) and its bytes
+     * are kept (a serialized System embeds them), so the file may disappear afterwards. The model is
+     * built once, when a Context is created. In a simulation, positions outside the model's support (a
+     * bond or angle outside the model's range, where the flow's density is zero) raise an OpenMMException
+     * naming the coordinate.
      *
      * @param modelFile  path of the model file
      * @param particles  indices (in the System) of the n particles the model describes, in the
@@ -83,6 +94,15 @@ public:
      */
     void setEnergyOffset(double offset);
 
+    /** The precision requested for the model's networks (default PlatformDefault). */
+    Precision getPrecision() const { return precision_; }
+    /** Requests a precision; it applies to Contexts created afterwards. */
+    void setPrecision(Precision precision);
+    /** The backend that evaluates a FlowForce model file (default Native). */
+    Backend getBackend() const { return backend_; }
+    /** Selects the backend; it applies to Contexts created afterwards. */
+    void setBackend(Backend backend);
+
     /**
      * Copies the temperature and the energy offset into a Context that already uses this force.
      * The model and the particles cannot change after the Context was created.
@@ -108,6 +128,8 @@ private:
     double modelTemperature_ = 0.0;
     double temperature_ = 300.0;
     double energyOffset_ = 0.0;
+    Precision precision_ = PlatformDefault;
+    Backend backend_ = Native;
 };
 
 }  // namespace FlowForcePlugin

@@ -9,10 +9,15 @@
 #include <openmm/Platform.h>
 #include <openmm/System.h>
 
+#include <memory>
 #include <string>
 
 namespace OpenMM {
 class ContextImpl;
+}
+
+namespace flowforce {
+class Potential;  // flowforce/flow/Potential.h (LibTorch-free)
 }
 
 namespace FlowForcePlugin {
@@ -26,11 +31,13 @@ public:
     CalcFlowForceKernel(const std::string& name, const OpenMM::Platform& platform) : OpenMM::KernelImpl(name, platform) {}
 
     /**
-     * Prepares the kernel: loads the model and records the particles, temperature and offset.
-     * @param system  the System the force belongs to
-     * @param force   the FlowForce (its particle list is already validated against the System)
+     * Prepares the kernel: records the model, the particles, the temperature and the offset.
+     * @param system     the System the force belongs to
+     * @param force      the FlowForce (its particle list is already validated against the System)
+     * @param potential  the model, built once by the FlowForceImpl for this Context's platform
      */
-    virtual void initialize(const OpenMM::System& system, const FlowForce& force) = 0;
+    virtual void initialize(const OpenMM::System& system, const FlowForce& force,
+                            std::shared_ptr<flowforce::Potential> potential) = 0;
 
     /**
      * Evaluates the force.

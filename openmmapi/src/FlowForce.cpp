@@ -2,17 +2,13 @@
 
 #include "internal/FlowForceImpl.h"
 
+#include "flowforce/flow/FileIO.h"
 #include "flowforce/flow/Potential.h"
 
 #include <openmm/OpenMMException.h>
 #include <openmm/internal/ContextImpl.h>
 
-#include <cerrno>
 #include <cmath>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <set>
 
 using OpenMM::OpenMMException;
@@ -22,18 +18,12 @@ namespace FlowForcePlugin {
 namespace {
 
 std::string readModelFile(const std::string& path) {
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec))
-        throw OpenMMException("FlowForce: model file '" + path + "' is a directory");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw OpenMMException("FlowForce: cannot open model file '" + path + "': " + std::strerror(errno));
     std::string bytes;
     try {
-        bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        bytes = flowforce::readFile(path);
     } catch (const std::exception& e) {
-        throw OpenMMException("FlowForce: cannot read model file '" + path + "': " + e.what());
+        throw OpenMMException(std::string("FlowForce: cannot open model file (") + e.what() + ")");
     }
-    if (in.bad()) throw OpenMMException("FlowForce: cannot read model file '" + path + "'");
     if (bytes.empty()) throw OpenMMException("FlowForce: model file '" + path + "' is empty");
     return bytes;
 }
@@ -66,21 +56,19 @@ void FlowForce::init(const std::vector<int>& particles) {
                                   " appears more than once in the particle list");
     }
     particles_ = particles;
-    std::unique_ptr<flowforce::Potential> potential;
+    flowforce::ModelSummary summary;
     try {
-        potential = flowforce::loadPotentialFromBytes(modelBytes_, "model file '" + modelFile_ + "'",
-                                                      particles.empty() ? -1 : static_cast<int>(particles.size()));
-    } catch (const OpenMMException&) {
-        throw;
+        summary = flowforce::summarizeModel(modelBytes_, "model file '" + modelFile_ + "'",
+                                            particles.empty() ? -1 : static_cast<int>(particles.size()));
     } catch (const std::exception& e) {
         throw OpenMMException(std::string("FlowForce: ") + e.what());
     }
-    numParticles_ = potential->numParticles();
+    numParticles_ = summary.numParticles;
     if (!particles.empty() && numParticles_ != static_cast<int>(particles.size()))
         throw OpenMMException("FlowForce: the model describes " + std::to_string(numParticles_) + " particles but the particle list has " +
                               std::to_string(particles.size()));
-    modelTemperature_ = potential->modelTemperature();
-    modelDescription_ = potential->describe();
+    modelTemperature_ = summary.temperature;
+    modelDescription_ = summary.description;
     temperature_ = modelTemperature_ > 0 ? modelTemperature_ : 300.0;
 }
 
@@ -100,6 +88,18 @@ void FlowForce::setTemperature(double temperature) {
 void FlowForce::setEnergyOffset(double offset) {
     if (!std::isfinite(offset)) throw OpenMMException("FlowForce: the energy offset must be finite (kJ/mol)");
     energyOffset_ = offset;
+}
+
+void FlowForce::setPrecision(Precision precision) {
+    if (precision != PlatformDefault && precision != Single && precision != Double)
+        throw OpenMMException("FlowForce: unknown precision " + std::to_string(static_cast<int>(precision)));
+    precision_ = precision;
+}
+
+void FlowForce::setBackend(Backend backend) {
+    if (backend != Native && backend != LibTorch)
+        throw OpenMMException("FlowForce: unknown backend " + std::to_string(static_cast<int>(backend)));
+    backend_ = backend;
 }
 
 void FlowForce::updateParametersInContext(OpenMM::Context& context) {

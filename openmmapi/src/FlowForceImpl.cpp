@@ -32,8 +32,9 @@ void FlowForceImpl::initialize(OpenMM::ContextImpl& context) {
         if (used[static_cast<size_t>(p)]++)
             throw OpenMMException("FlowForce: particle " + std::to_string(p) + " appears more than once in the particle list");
     }
+    auto potential = createPotential(owner_, context.getPlatform().getName());
     kernel_ = context.getPlatform().createKernel(CalcFlowForceKernel::Name(), context);
-    kernel_.getAs<CalcFlowForceKernel>().initialize(system, owner_);
+    kernel_.getAs<CalcFlowForceKernel>().initialize(system, owner_, std::move(potential));
 }
 
 double FlowForceImpl::calcForcesAndEnergy(OpenMM::ContextImpl& context, bool includeForces, bool includeEnergy, int groups) {
@@ -47,10 +48,19 @@ void FlowForceImpl::updateParametersInContext(OpenMM::ContextImpl& context) {
     kernel_.getAs<CalcFlowForceKernel>().copyParametersToContext(context, owner_);
 }
 
-std::unique_ptr<flowforce::Potential> FlowForceImpl::createPotential(const FlowForce& force) {
+std::shared_ptr<flowforce::Potential> FlowForceImpl::createPotential(const FlowForce& force, const std::string& platformName) {
+    flowforce::PotentialOptions options;
+    options.backend = force.getBackend() == FlowForce::LibTorch ? flowforce::Backend::LibTorch : flowforce::Backend::Native;
+    switch (force.getPrecision()) {
+        case FlowForce::Double: options.precision = flowforce::Precision::Double; break;
+        case FlowForce::Single: options.precision = flowforce::Precision::Single; break;
+        case FlowForce::PlatformDefault:
+            options.precision = platformName == "Reference" ? flowforce::Precision::Double : flowforce::Precision::Single;
+            break;
+    }
     try {
-        auto potential = flowforce::loadPotentialFromBytes(force.getModelBytes(), "model file '" + force.getModelFile() + "'",
-                                                           force.getNumParticles());
+        std::shared_ptr<flowforce::Potential> potential = flowforce::loadPotentialFromBytes(
+            force.getModelBytes(), "model file '" + force.getModelFile() + "'", force.getNumParticles(), options);
         if (potential->numParticles() != force.getNumParticles())
             throw OpenMMException("FlowForce: the model describes " + std::to_string(potential->numParticles()) +
                                   " particles but the force expects " + std::to_string(force.getNumParticles()));

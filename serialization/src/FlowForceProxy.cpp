@@ -19,7 +19,7 @@ namespace FlowForcePlugin {
 
 namespace {
 
-constexpr int kVersion = 1;
+constexpr int kVersion = 2;  // 2: precision and backend
 constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 }  // namespace
@@ -87,6 +87,8 @@ void FlowForceProxy::serialize(const void* object, SerializationNode& node) cons
     node.setStringProperty("modelFile", force.getModelFile());
     node.setDoubleProperty("temperature", force.getTemperature());
     node.setDoubleProperty("energyOffset", force.getEnergyOffset());
+    node.setIntProperty("precision", static_cast<int>(force.getPrecision()));
+    node.setIntProperty("backend", static_cast<int>(force.getBackend()));
     SerializationNode& particles = node.createChildNode("Particles");
     for (int p : force.getParticles()) particles.createChildNode("Particle").setIntProperty("index", p);
     node.createChildNode("Model").setStringProperty("base64", encodeBase64(force.getModelBytes()));
@@ -105,6 +107,10 @@ void* FlowForceProxy::deserialize(const SerializationNode& node) const {
     force->setForceGroup(node.getIntProperty("forceGroup", 0));
     force->setTemperature(node.getDoubleProperty("temperature"));
     force->setEnergyOffset(node.getDoubleProperty("energyOffset"));
+    if (version >= 2) {
+        force->setPrecision(static_cast<FlowForce::Precision>(node.getIntProperty("precision")));
+        force->setBackend(static_cast<FlowForce::Backend>(node.getIntProperty("backend")));
+    }
     return force.release();
 }
 

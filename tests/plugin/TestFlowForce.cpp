@@ -4,6 +4,8 @@
 #include "FlowForceProxy.h"
 #include "ReferenceFlowForceKernels.h"
 
+#include "flowforce/flow/Physics.h"
+
 #include <openmm/Context.h>
 #include <openmm/HarmonicBondForce.h>
 #include <openmm/OpenMMException.h>
@@ -33,7 +35,7 @@ namespace {
 const std::string kModelDir = FLOWFORCE_TEST_MODEL_DIR;
 const std::string kPair = kModelDir + "/pair.pt";               // 4 particles, 350 K
 const std::string kPairNoMeta = kModelDir + "/pair_nometa.pt";  // same u, declares nothing
-constexpr double kB = 0.008314462618;                           // kJ/mol/K
+constexpr double kB = flowforce::kBoltzmannKJPerMolK;            // kJ/mol/K
 
 /** The pair model's u (nats) computed independently: sum_{i<j} 200 (r-0.15)^2 + 0.5 exp(-r/0.05). */
 double pairU(const std::vector<Vec3>& x) {
@@ -393,7 +395,7 @@ TEST(FlowForceApi, BadInputs) {
     expectError([&] { f.setEnergyOffset(std::numeric_limits<double>::infinity()); }, "offset");
     EXPECT_DOUBLE_EQ(f.getTemperature(), 350.0);
     expectError([] { delete FlowForce::createFromBytes("PK\x03\x04garbage", "embedded"); }, "embedded");
-    expectError([] { FlowForce f(::testing::TempDir()); }, "directory");
+    expectError([] { FlowForce f(::testing::TempDir()); }, "is a folder");
     for (const std::string& path : {garbage, empty, truncated, flowBad}) std::remove(path.c_str());
 }
 

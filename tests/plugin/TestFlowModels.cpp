@@ -4,6 +4,9 @@
 #include "FlowForce.h"
 #include "ReferenceFlowForceKernels.h"
 
+#include "flowforce/flow/FileIO.h"
+#include "flowforce/flow/NativeFlow.h"
+#include "flowforce/flow/Physics.h"
 #include "flowforce/md/Molecule.h"
 
 #include <openmm/Context.h>
@@ -29,19 +32,22 @@ using FlowForcePlugin::FlowForce;
 namespace {
 
 const std::string kModelDir = FLOWFORCE_TEST_MODEL_DIR;
-constexpr double kB = 0.008314462618;  // kJ/mol/K
 
 struct MoleculeSetup {
     std::unique_ptr<System> system;
     std::vector<Vec3> positions;  // nm
 };
 
-MoleculeSetup alanineDipeptide(const std::string& model) {
+MoleculeSetup alanineDipeptide(const std::string& model, FlowForce::Precision precision = FlowForce::PlatformDefault,
+                               FlowForce::Backend backend = FlowForce::Native) {
     const auto mol = flowforce::md::readPDB(flowforce::md::defaultMoleculePDB());
     MoleculeSetup s;
     s.system = std::make_unique<System>();
     for (double m : flowforce::md::atomMasses(mol)) s.system->addParticle(m);
-    s.system->addForce(new FlowForce(model));
+    auto* force = new FlowForce(model);
+    force->setPrecision(precision);
+    force->setBackend(backend);
+    s.system->addForce(force);
     s.positions = mol.positions;
     return s;
 }
@@ -75,7 +81,8 @@ TEST_P(FlowModels, DeclaresParticlesAndTemperature) {
 }
 
 TEST_P(FlowModels, ForcesMatchFiniteDifferences) {
-    const MoleculeSetup s = alanineDipeptide(model());
+    // double precision on both platforms (single precision on CPU is checked against double elsewhere)
+    const MoleculeSetup s = alanineDipeptide(model(), FlowForce::Double);
     VerletIntegrator integrator(0.001);
     Context context(*s.system, integrator, Platform::getPlatformByName(platform()));
     const auto& x = s.positions;
@@ -138,15 +145,58 @@ TEST_P(FlowModels, InvariantToRigidMotions) {
     }
 }
 
-TEST(FlowModelsApi, SameResultsOnReferenceAndCpu) {
+/** Largest force difference relative to the largest force. */
+double forceError(const Result& a, const Result& b) {
+    double err = 0, scale = 0;
+    for (size_t i = 0; i < a.forces.size(); ++i) {
+        err = std::max(err, std::sqrt((a.forces[i] - b.forces[i]).dot(a.forces[i] - b.forces[i])));
+        scale = std::max(scale, std::sqrt(b.forces[i].dot(b.forces[i])));
+    }
+    return err / scale;
+}
+
+TEST(FlowModelsApi, PlatformsPrecisionsAndBackendsAgree) {
     for (const std::string name : {"ala2-smooth.flow", "ala2-spline.flow"}) {
-        const MoleculeSetup s = alanineDipeptide(kModelDir + "/" + name);
-        const Result ref = evaluate(s, s.positions, "Reference");
-        const Result cpu = evaluate(s, s.positions, "CPU");
-        EXPECT_NEAR(cpu.energy, ref.energy, 1e-12 * (1 + std::abs(ref.energy))) << name;
-        for (size_t i = 0; i < ref.forces.size(); ++i)
-            for (int k = 0; k < 3; ++k)
-                EXPECT_NEAR(cpu.forces[i][k], ref.forces[i][k], 1e-10 * (1 + std::abs(ref.forces[i][k]))) << name;
+        const std::string path = kModelDir + "/" + name;
+        const auto mol = flowforce::md::readPDB(flowforce::md::defaultMoleculePDB());
+        const Result ref = evaluate(alanineDipeptide(path), mol.positions, "Reference");  // native double
+        // the same evaluator outside OpenMM: E = k_B T u, F = -k_B T du/dx
+        auto native = flowforce::NativeFlow::compile(flowforce::readModelFile(path), name);
+        flowforce::NativeEvaluator eval(native, flowforce::Precision::Double);
+        std::vector<double> x, g(66);
+        for (const auto& p : mol.positions) x.insert(x.end(), {p[0], p[1], p[2]});
+        const double kT = flowforce::kBoltzmannKJPerMolK * 300.0;
+        EXPECT_NEAR(ref.energy, kT * eval.energyAndGradient(x.data(), g.data()), 1e-12 * std::abs(ref.energy)) << name;
+        for (size_t i = 0; i < 22; ++i)
+            for (int k = 0; k < 3; ++k) EXPECT_NEAR(ref.forces[i][k], -kT * g[3 * i + static_cast<size_t>(k)], 1e-9) << name;
+        // CPU in double: identical to Reference
+        const Result cpuDouble = evaluate(alanineDipeptide(path, FlowForce::Double), mol.positions, "CPU");
+        EXPECT_NEAR(cpuDouble.energy, ref.energy, 1e-12 * std::abs(ref.energy)) << name;
+        EXPECT_LT(forceError(cpuDouble, ref), 1e-12) << name;
+        // CPU's default, single precision: within 1e-5
+        const Result cpu = evaluate(alanineDipeptide(path), mol.positions, "CPU");
+        EXPECT_NEAR(cpu.energy, ref.energy, 1e-5 * std::abs(ref.energy)) << name;
+        EXPECT_LT(forceError(cpu, ref), 1e-5) << name;
+        EXPECT_GT(forceError(cpu, ref), 0.0) << name << ": the CPU platform should default to single precision";
+        // the LibTorch backend (autograd, double): within 1e-10
+        const Result torch = evaluate(alanineDipeptide(path, FlowForce::PlatformDefault, FlowForce::LibTorch), mol.positions, "Reference");
+        EXPECT_NEAR(torch.energy, ref.energy, 1e-10 * std::abs(ref.energy)) << name;
+        EXPECT_LT(forceError(torch, ref), 1e-10) << name;
+    }
+}
+
+TEST(FlowModelsApi, PositionsOutsideTheSupportNameTheCoordinate) {
+    const MoleculeSetup s = alanineDipeptide(kModelDir + "/ala2-smooth.flow");
+    auto x = s.positions;
+    x[1] = x[1] + Vec3(0.4, 0.0, 0.0);  // atom 1 far from its bond partner
+    try {
+        evaluate(s, x, "Reference");
+        ADD_FAILURE() << "a bond of 0.4 nm was accepted";
+    } catch (const OpenMMException& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find("outside the model's support"), std::string::npos) << m;
+        EXPECT_NE(m.find("nm"), std::string::npos) << m;
+        EXPECT_NE(m.find("bond 0 (atoms 0-1) is 0.45"), std::string::npos) << m;  // the first bond of atom 1
     }
 }
 

@@ -11,7 +11,7 @@ import openmm.unit as unit
 
 import flowforce
 
-KB = 0.008314462618  # kJ/mol/K
+KB = flowforce.BOLTZMANN_KJ_PER_MOL_K  # kJ/mol/K, the value FlowForce uses
 PLATFORMS = ["Reference", "CPU"]
 
 
@@ -208,7 +208,7 @@ def test_bad_inputs(models, tmp_path):
     pair = os.path.join(models, "pair.pt")
     with pytest.raises(Exception, match="cannot open model file"):
         flowforce.FlowForce(str(tmp_path / "missing.pt"))
-    with pytest.raises(Exception, match="directory"):
+    with pytest.raises(Exception, match="is a folder"):
         flowforce.FlowForce(str(tmp_path))
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"definitely not a model\n" * 10)
@@ -272,3 +272,48 @@ def test_short_nve_run_conserves_energy(models, platform):
         deviations.append(abs(energies()[1] - e0))
     assert all(math.isfinite(d) for d in deviations)
     assert max(deviations) < 1e-3 * ke0
+
+
+def ala2_positions():
+    """Alanine dipeptide positions (nm) from the project's PDB."""
+    pdb = os.path.join(os.path.dirname(__file__), "..", "..", "data", "alanine-dipeptide.pdb")
+    x = [[float(line[30 + 8 * k:38 + 8 * k]) * 0.1 for k in range(3)]
+         for line in open(pdb) if line.startswith(("ATOM", "HETATM"))]
+    return np.array(x)
+
+
+def test_flow_model_precisions_and_backends(models):
+    """A FlowForce model file: native double on Reference, single on CPU by default, both selectable, and
+    the LibTorch backend as a cross-check; settings survive XML serialization."""
+    path = os.path.join(models, "ala2-smooth.flow")
+    if not os.path.exists(path):
+        pytest.skip("ala2-smooth.flow not written by the build")
+    x = ala2_positions()
+
+    def run(platform, precision=None, backend=None):
+        force = flowforce.FlowForce(path)
+        if precision is not None:
+            force.setPrecision(precision)
+        if backend is not None:
+            force.setBackend(backend)
+        return energy_forces(make_context(make_system(22, force), platform, x))
+
+    e_ref, f_ref = run("Reference")
+    scale = np.abs(f_ref).max()
+    e_cpu, f_cpu = run("CPU")
+    assert e_cpu == pytest.approx(e_ref, rel=1e-5) and e_cpu != e_ref  # single precision by default on CPU
+    assert np.abs(f_cpu - f_ref).max() < 1e-5 * scale
+    e_cpu2, f_cpu2 = run("CPU", flowforce.FlowForce.Double)
+    assert e_cpu2 == pytest.approx(e_ref, rel=1e-12)
+    assert np.abs(f_cpu2 - f_ref).max() < 1e-12 * scale
+    e_t, f_t = run("Reference", backend=flowforce.FlowForce.LibTorch)
+    assert e_t == pytest.approx(e_ref, rel=1e-10)
+    assert np.abs(f_t - f_ref).max() < 1e-10 * scale
+
+    force = flowforce.FlowForce(path)
+    force.setPrecision(flowforce.FlowForce.Single)
+    force.setBackend(flowforce.FlowForce.LibTorch)
+    copy = mm.XmlSerializer.deserialize(mm.XmlSerializer.serialize(make_system(22, force)))  # keep: it owns the force
+    clone = flowforce.FlowForce.cast(copy.getForce(0))
+    assert clone.getPrecision() == flowforce.FlowForce.Single
+    assert clone.getBackend() == flowforce.FlowForce.LibTorch

@@ -26,7 +26,8 @@ public:
     explicit FlowForceImpl(const FlowForce& owner);
     ~FlowForceImpl() override;
 
-    /** Checks the particle list against the System (range, duplicates) and initializes the kernel. */
+    /** Checks the particle list against the System (range, duplicates), builds the model once (precision
+     *  and backend from the force, the platform's default precision otherwise) and initializes the kernel. */
     void initialize(OpenMM::ContextImpl& context) override;
     const FlowForce& getOwner() const override { return owner_; }
     /** Energy in kJ/mol (0 if the force's group is not in groups); adds forces if includeForces. */
@@ -36,8 +37,9 @@ public:
     /** Copies temperature and energy offset of the owner into the kernel. */
     void updateParametersInContext(OpenMM::ContextImpl& context);
 
-    /** Loads the force's model (from its embedded bytes) for a kernel; throws OpenMMException. */
-    static std::unique_ptr<flowforce::Potential> createPotential(const FlowForce& force);
+    /** Builds the force's model (from its embedded bytes) for a platform; throws OpenMMException.
+     *  With PlatformDefault precision: double on the Reference platform, single on every other one. */
+    static std::shared_ptr<flowforce::Potential> createPotential(const FlowForce& force, const std::string& platformName);
 
 private:
     const FlowForce& owner_;

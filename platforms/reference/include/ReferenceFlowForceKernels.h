@@ -17,17 +17,19 @@ class Potential;
 
 namespace FlowForcePlugin {
 
-/** Evaluates the model through flowforce::Potential on the host, in double precision. */
+/** Evaluates the model through flowforce::Potential on the host (double precision on Reference, single on
+ *  CPU by default; see FlowForce::setPrecision). Energy-only requests skip the gradient. */
 class ReferenceCalcFlowForceKernel : public CalcFlowForceKernel {
 public:
     ReferenceCalcFlowForceKernel(const std::string& name, const OpenMM::Platform& platform);
     ~ReferenceCalcFlowForceKernel() override;
-    void initialize(const OpenMM::System& system, const FlowForce& force) override;
+    void initialize(const OpenMM::System& system, const FlowForce& force,
+                    std::shared_ptr<flowforce::Potential> potential) override;
     double execute(OpenMM::ContextImpl& context, bool includeForces, bool includeEnergy) override;
     void copyParametersToContext(OpenMM::ContextImpl& context, const FlowForce& force) override;
 
 private:
-    std::unique_ptr<flowforce::Potential> potential_;
+    std::shared_ptr<flowforce::Potential> potential_;
     std::vector<int> particles_;
     std::vector<double> positions_, gradient_;
     double kT_ = 0.0;      // kJ/mol

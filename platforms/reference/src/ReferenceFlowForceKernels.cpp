@@ -2,6 +2,7 @@
 
 #include "internal/FlowForceImpl.h"
 
+#include "flowforce/flow/Physics.h"
 #include "flowforce/flow/Potential.h"
 
 #include <openmm/OpenMMException.h>
@@ -28,12 +29,13 @@ ReferenceCalcFlowForceKernel::ReferenceCalcFlowForceKernel(const std::string& na
 
 ReferenceCalcFlowForceKernel::~ReferenceCalcFlowForceKernel() = default;
 
-void ReferenceCalcFlowForceKernel::initialize(const OpenMM::System&, const FlowForce& force) {
-    potential_ = FlowForceImpl::createPotential(force);
+void ReferenceCalcFlowForceKernel::initialize(const OpenMM::System&, const FlowForce& force,
+                                              std::shared_ptr<flowforce::Potential> potential) {
+    potential_ = std::move(potential);
     particles_ = force.getEffectiveParticles();
     positions_.assign(particles_.size() * 3, 0.0);
     gradient_.assign(particles_.size() * 3, 0.0);
-    kT_ = kBoltzmannKJPerMolK * force.getTemperature();
+    kT_ = flowforce::kBoltzmannKJPerMolK * force.getTemperature();
     offset_ = force.getEnergyOffset();
 }
 
@@ -51,7 +53,7 @@ double ReferenceCalcFlowForceKernel::execute(OpenMM::ContextImpl& context, bool 
     }
     double u = 0.0;
     try {
-        u = potential_->evaluate(positions_, gradient_);
+        u = includeForces ? potential_->evaluate(positions_, gradient_) : potential_->energy(positions_);
     } catch (const std::exception& e) {
         throw OpenMMException(std::string("FlowForce: ") + e.what());
     }
@@ -75,7 +77,7 @@ double ReferenceCalcFlowForceKernel::execute(OpenMM::ContextImpl& context, bool 
 void ReferenceCalcFlowForceKernel::copyParametersToContext(OpenMM::ContextImpl&, const FlowForce& force) {
     if (force.getEffectiveParticles() != particles_)
         throw OpenMMException("FlowForce: updateParametersInContext cannot change the particles");
-    kT_ = kBoltzmannKJPerMolK * force.getTemperature();
+    kT_ = flowforce::kBoltzmannKJPerMolK * force.getTemperature();
     offset_ = force.getEnergyOffset();
 }
 

@@ -1,7 +1,9 @@
 #pragma once
 // A molecular potential defined by a trained model: u(x) = -log p(x) (dimensionless, nats) of the
-// positions of n particles, with its exact gradient, in double precision. This header is free of
-// LibTorch so that the OpenMM plugin and applications can use it cheaply.
+// positions of n particles, with its exact gradient. This header is free of LibTorch so that the OpenMM
+// plugin and applications can use it cheaply.
+
+#include "flowforce/flow/NativeFlow.h"
 
 #include <memory>
 #include <string>
@@ -9,25 +11,52 @@
 
 namespace flowforce {
 
+/** How a FlowForce model file is evaluated: the native evaluator (NativeFlow.h, the default) or the
+ *  LibTorch flow with autograd (for cross-checks). TorchScript modules always use LibTorch. */
+enum class Backend { Native, LibTorch };
+std::string backendName(Backend b);
+
+struct PotentialOptions {
+    Backend backend = Backend::Native;
+    Precision precision = Precision::Double;  ///< native backend only; LibTorch computes in double
+};
+
 class Potential {
 public:
     virtual ~Potential() = default;
     /** Number of particles n the model describes. */
     virtual int numParticles() const = 0;
-    /** u(x) in nats for positions [n*3] (nm, row-major x0 y0 z0 x1 ...); writes du/dx [n*3] (1/nm). */
+    /** u(x) in nats for positions [n*3] (nm, row-major x0 y0 z0 x1 ...), without the gradient. */
+    virtual double energy(const std::vector<double>& positions) = 0;
+    /** u(x) in nats; writes du/dx [n*3] (1/nm). */
     virtual double evaluate(const std::vector<double>& positions, std::vector<double>& gradient) = 0;
     /** Temperature (K) the model was trained at, or 0 if the model does not say. */
     virtual double modelTemperature() const { return 0.0; }
-    /** Short human-readable description ("smooth flow, 22 atoms", "TorchScript module"). */
+    /** Short human-readable description ("FlowForce flow, 22 particles, 758168 parameters, native double"). */
     virtual std::string describe() const = 0;
 };
 
-/** Loads a model from a file: a FlowForce model file (*.flow) or a TorchScript module whose forward
- *  maps positions [n,3] (nm, float64) to -log p (a scalar). numParticles is required for TorchScript
- *  modules (they do not declare it) and checked against .flow models; pass -1 to take the model's.
- *  Throws std::runtime_error with a one-line message on any problem. */
-std::unique_ptr<Potential> loadPotential(const std::string& path, int numParticles = -1);
-/** Same, from the bytes of such a file (e.g. a model embedded in serialized XML). */
-std::unique_ptr<Potential> loadPotentialFromBytes(const std::string& bytes, const std::string& name, int numParticles = -1);
+/** What a model file declares, read without building the model (cheap for FlowForce model files). */
+struct ModelSummary {
+    int numParticles = 0;          ///< particles n
+    double temperature = 0.0;      ///< K, 0 if the model does not say
+    std::string description;       ///< as Potential::describe, without the backend
+    bool torchScript = false;      ///< a TorchScript module (always evaluated with LibTorch)
+};
+
+/** Reads a model's summary from the bytes of a model file: a FlowForce model file (*.flow: header and
+ *  architecture validated, weights checked against it) or a TorchScript module whose forward maps positions
+ *  [n,3] (nm, float64) to -log p (a scalar; numParticles is required for modules that do not declare
+ *  num_particles). numParticles > 0 is checked against the model; -1 takes the model's. Throws
+ *  std::runtime_error with a one-line message. */
+ModelSummary summarizeModel(const std::string& bytes, const std::string& name, int numParticles = -1);
+
+/** Loads a model for evaluation (see summarizeModel for the kinds of files). FlowForce model files are
+ *  checked against the support rule at every evaluation (EmbeddingSpec::checkSupport): outside it, the
+ *  evaluation throws std::runtime_error naming the coordinate and the model's range. */
+std::unique_ptr<Potential> loadPotentialFromBytes(const std::string& bytes, const std::string& name, int numParticles = -1,
+                                                  const PotentialOptions& options = {});
+/** Same, from a file. */
+std::unique_ptr<Potential> loadPotential(const std::string& path, int numParticles = -1, const PotentialOptions& options = {});
 
 }  // namespace flowforce
