@@ -1,17 +1,29 @@
-// flowforce bench: performance figures. `bench inverse` reproduces the paper's Table SI-1: a
-// rational-quadratic spline coupling (conditioner with `dim` inputs and 64 hidden units) inverted
-// analytically and by multi-bin bisection on the same transform.
+// flowforce bench: performance figures.
+//   bench inverse: the paper's Table SI-1: a rational-quadratic spline coupling (conditioner with `dim`
+//     inputs and 64 hidden units) inverted analytically and by multi-bin bisection on the same transform.
+//   bench force: the cost of a flow force: native evaluator (double, single), LibTorch autograd, the
+//     weight-streaming limit of the same layout, and MD steps with the flow and the classical force field.
 #include "Common.h"
+#include "Molecular.h"
+
+#include "FlowForce.h"
+#include "ReferenceFlowForceKernels.h"
 
 #include "flowforce/flow/Flow.h"
 #include "flowforce/flow/Inversion.h"
+#include "flowforce/flow/ModelFile.h"
+#include "flowforce/flow/NativeFlow.h"
+#include "flowforce/md/Molecule.h"
 
 #include <CLI/CLI.hpp>
+#include <OpenMM.h>
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <random>
 
 namespace flowforce::cli {
 
@@ -132,6 +144,216 @@ void runBenchInverse(const BenchInverseOptions& o) {
     }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// bench force
+
+struct BenchForceOptions {
+    MoleculeOptions molecule;
+    std::string model, json;
+    int64_t batch = 64;
+    double minSeconds = 1.0;
+    long mdSteps = 3000;
+    int threads = 1;
+    uint64_t seed = 1;
+};
+
+/** Median and minimum time per call (microseconds) of fn(), over blocks of calls for about minSeconds. */
+struct Timing {
+    double median = 0, minimum = 0;
+};
+template <class Fn>
+Timing timeCalls(Fn&& fn, double minSeconds, int callsPerBlock) {
+    for (int i = 0; i < callsPerBlock; ++i) fn();  // warm-up: caches, first-call allocations
+    std::vector<double> perCall;
+    const auto start = std::chrono::steady_clock::now();
+    while (perCall.size() < 5 ||
+           (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < minSeconds && perCall.size() < 100000)) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < callsPerBlock; ++i) fn();
+        perCall.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / callsPerBlock);
+    }
+    std::sort(perCall.begin(), perCall.end());
+    return {perCall[perCall.size() / 2], perCall.front()};
+}
+
+/** Microseconds per MD step (velocity Verlet, 1 fs) of a System from the PDB positions at 300 K; 0 if the run fails. */
+double mdStepMicroseconds(const OpenMM::System& system, const std::vector<OpenMM::Vec3>& positions, const std::string& platform,
+                          int threads, long steps, std::string& error) {
+    try {
+        OpenMM::VerletIntegrator integrator(0.001);
+        std::map<std::string, std::string> properties;
+        if (platform == "CPU") properties["Threads"] = std::to_string(threads);
+        OpenMM::Context context(system, integrator, md::getPlatform(platform), properties);
+        context.setPositions(positions);
+        context.setVelocitiesToTemperature(300.0, 1);
+        integrator.step(50);  // warm-up
+        const long chunk = 100;
+        std::vector<double> perStep;
+        for (long done = 0; done < steps; done += chunk) {
+            const auto t0 = std::chrono::steady_clock::now();
+            integrator.step(static_cast<int>(chunk));
+            perStep.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / chunk);
+        }
+        std::sort(perStep.begin(), perStep.end());
+        return perStep[perStep.size() / 2];
+    } catch (const std::exception& e) {
+        error = e.what();
+        return 0.0;
+    }
+}
+
+void runBenchForce(const BenchForceOptions& o) {
+    if (o.batch < 1 || o.mdSteps < 100 || !(o.minSeconds > 0)) throw Error("--batch must be positive, --md-steps >= 100, --min-seconds > 0");
+    setThreads(o.threads);
+    // --- the model and configurations
+    ModelFile file;
+    std::string source;
+    if (o.model.empty()) {
+        auto m = buildMolecularModel(o.molecule, "smooth", false, o.seed);
+        file = toModelFile(*m.flow, m.info);
+        source = "untrained smooth Boltzmann generator (paper layout, seed " + std::to_string(o.seed) + ")";
+    } else {
+        try {
+            file = readModelFile(o.model);
+        } catch (const std::exception& e) {
+            throw Error(e.what());
+        }
+        source = o.model;
+    }
+    std::shared_ptr<const NativeFlow> native;
+    std::shared_ptr<Flow> flow;
+    try {
+        native = NativeFlow::compile(file, source);
+        flow = buildFlow(file, source);
+    } catch (const std::exception& e) {
+        throw Error(e.what());
+    }
+    if (!native->numParticles()) throw Error(source + ": not a molecular model");
+    const int n = native->numParticles();
+    const md::Molecule mol = md::readPDB(o.molecule.pdb.empty() ? md::defaultMoleculePDB() : o.molecule.pdb);
+    if (static_cast<int>(mol.numAtoms()) != n)
+        throw Error("the model describes " + std::to_string(n) + " atoms but the molecule has " + std::to_string(mol.numAtoms()));
+    std::vector<double> x1;
+    for (const auto& p : mol.positions) x1.insert(x1.end(), {p[0], p[1], p[2]});
+    std::mt19937_64 rng(o.seed);
+    std::normal_distribution<double> noise(0.0, 0.003);
+    std::vector<double> xB;
+    for (int64_t b = 0; b < o.batch; ++b)
+        for (double v : x1) xB.push_back(v + noise(rng));
+    const int64_t D = 3 * n;
+    std::cerr << "bench force: " << source << ", " << native->parameterCount() << " weights, " << n << " atoms; " << o.threads
+              << " thread(s); about " << o.minSeconds << " s per figure\n";
+
+    nlohmann::json report{{"benchmark", "force"},
+                          {"model", source},
+                          {"weights", native->parameterCount()},
+                          {"atoms", n},
+                          {"threads", o.threads},
+                          {"batch", o.batch},
+                          {"units", "microseconds per energy+force (batch: per configuration), per MD step for md_*"}};
+    std::vector<double> g(static_cast<size_t>(D)), uB(static_cast<size_t>(o.batch)), gB(static_cast<size_t>(o.batch * D));
+    double sink = 0;
+    for (Precision p : {Precision::Double, Precision::Single}) {
+        const std::string name = precisionName(p);
+        NativeEvaluator eval(native, p);
+        const auto eg = timeCalls([&] { sink += eval.energyAndGradient(x1.data(), g.data()); }, o.minSeconds, 20);
+        const auto e = timeCalls([&] { sink += eval.energy(x1.data()); }, o.minSeconds, 20);
+        const auto lim = timeCalls([&] { sink += eval.weightStreamingOnly(1); }, o.minSeconds, 20);
+        const auto batch = timeCalls([&] { eval.evaluate(o.batch, xB.data(), uB.data(), gB.data()); }, o.minSeconds, 1);
+        report["native_" + name + "_us"] = eg.median;
+        report["native_" + name + "_min_us"] = eg.minimum;
+        report["native_" + name + "_energy_only_us"] = e.median;
+        report["limit_" + name + "_us"] = lim.median;
+        report["limit_" + name + "_min_us"] = lim.minimum;
+        report["native_" + name + "_batch_us"] = batch.median / static_cast<double>(o.batch);
+        std::cerr << "  native " << name << ": " << std::fixed << std::setprecision(1) << eg.median << " us per energy+force (limit "
+                  << lim.median << " us), " << e.median << " us energy only, " << batch.median / static_cast<double>(o.batch)
+                  << " us per configuration at batch " << o.batch << "\n";
+    }
+    {
+        auto xt = torch::from_blob(x1.data(), {1, D}, torch::kFloat64).clone();
+        auto xbt = torch::from_blob(xB.data(), {o.batch, D}, torch::kFloat64).clone();
+        flow->eval();
+        const auto lt = timeCalls([&] { sink += flow->energyAndGradient(xt).first.item<double>(); }, o.minSeconds, 2);
+        const auto ltb = timeCalls([&] { sink += flow->energyAndGradient(xbt).first.sum().item<double>(); }, o.minSeconds, 1);
+        report["libtorch_us"] = lt.median;
+        report["libtorch_batch_us"] = ltb.median / static_cast<double>(o.batch);
+        std::cerr << "  LibTorch autograd: " << lt.median << " us per energy+force, " << ltb.median / static_cast<double>(o.batch)
+                  << " us per configuration at batch " << o.batch << "\n";
+    }
+    // --- MD steps: FlowForce (platform default precision: double on Reference, single on CPU) and classical
+    md::loadDefaultOpenMMPlugins();
+    FlowForcePlugin::registerFlowForceReferenceKernelFactories();
+    OpenMM::System flowSystem;
+    for (double m : md::atomMasses(mol)) flowSystem.addParticle(m);
+    flowSystem.addForce(FlowForcePlugin::FlowForce::createFromBytes(serializeModelFile(file), source));
+    auto classical = md::createClassicalSystem(o.molecule.pdb.empty() ? md::defaultMoleculePDB() : o.molecule.pdb);
+    for (const std::string platform : {"Reference", "CPU"}) {
+        std::string key = platform == "Reference" ? "reference" : "cpu";
+        for (const auto& [kind, system] : {std::pair<std::string, const OpenMM::System*>{"flow", &flowSystem},
+                                           std::pair<std::string, const OpenMM::System*>{"classical", classical.system.get()}}) {
+            std::string error;
+            const double us = mdStepMicroseconds(*system, mol.positions, platform, o.threads, o.mdSteps, error);
+            const std::string k = "md_" + kind + "_" + key + "_us";
+            if (us > 0) {
+                report[k] = us;
+                report["md_" + kind + "_" + key + "_ns_per_day"] = 86400.0 / us;
+                std::cerr << "  MD " << kind << " on " << platform << ": " << us << " us per step (" << std::setprecision(0)
+                          << 86400.0 / us << " ns/day at 1 fs)" << std::setprecision(1) << "\n";
+            } else {
+                report[k] = nullptr;
+                report["md_" + kind + "_" + key + "_error"] = error;
+                std::cerr << "  MD " << kind << " on " << platform << ": failed: " << error << "\n";
+            }
+        }
+    }
+    auto ratio = [&](const std::string& a, const std::string& b) -> nlohmann::json {
+        if (!report.contains(a) || !report.contains(b) || !report[a].is_number() || !report[b].is_number()) return nullptr;
+        return report[a].get<double>() / report[b].get<double>();
+    };
+    report["ratios"] = {{"libtorch_over_native_double", ratio("libtorch_us", "native_double_us")},
+                        {"native_double_over_limit", ratio("native_double_us", "limit_double_us")},
+                        {"native_single_over_limit", ratio("native_single_us", "limit_single_us")},
+                        {"md_flow_over_classical_reference", ratio("md_flow_reference_us", "md_classical_reference_us")},
+                        {"md_flow_over_classical_cpu", ratio("md_flow_cpu_us", "md_classical_cpu_us")}};
+    report["checksum"] = sink;
+
+    auto cell = [&](const std::string& key) {
+        std::ostringstream s;
+        if (report.contains(key) && report[key].is_number()) s << std::fixed << std::setprecision(1) << report[key].get<double>();
+        else s << "-";
+        return s.str();
+    };
+    auto r = [&](const std::string& key) {
+        std::ostringstream s;
+        const auto& v = report["ratios"][key];
+        if (v.is_number()) s << std::fixed << std::setprecision(2) << v.get<double>() << "x";
+        else s << "-";
+        return s.str();
+    };
+    std::cout << "flow force, " << report["weights"].get<int64_t>() << " weights, " << n << " atoms, " << o.threads
+              << " thread(s); microseconds per energy+force\n"
+              << "                     batch 1   batch " << o.batch << " (per configuration)   weight-streaming limit\n"
+              << "  native double  " << std::setw(10) << cell("native_double_us") << std::setw(12) << cell("native_double_batch_us")
+              << std::setw(31) << cell("limit_double_us") << "   (" << r("native_double_over_limit") << " the limit)\n"
+              << "  native single  " << std::setw(10) << cell("native_single_us") << std::setw(12) << cell("native_single_batch_us")
+              << std::setw(31) << cell("limit_single_us") << "   (" << r("native_single_over_limit") << " the limit)\n"
+              << "  LibTorch       " << std::setw(10) << cell("libtorch_us") << std::setw(12) << cell("libtorch_batch_us")
+              << "   (" << r("libtorch_over_native_double") << " native double)\n"
+              << "MD at 1 fs, microseconds per step (ns/day)\n"
+              << "  Reference: flow " << cell("md_flow_reference_us") << " (" << cell("md_flow_reference_ns_per_day") << "), classical "
+              << cell("md_classical_reference_us") << " (" << cell("md_classical_reference_ns_per_day") << "): flow/classical "
+              << r("md_flow_over_classical_reference") << "\n"
+              << "  CPU:       flow " << cell("md_flow_cpu_us") << " (" << cell("md_flow_cpu_ns_per_day") << "), classical "
+              << cell("md_classical_cpu_us") << " (" << cell("md_classical_cpu_ns_per_day") << "): flow/classical "
+              << r("md_flow_over_classical_cpu") << "\n";
+    if (!o.json.empty()) {
+        writeJson(o.json, report);
+        std::cout << "  report: " << o.json << "\n";
+    }
+}
+
 }  // namespace
 
 void registerBench(CLI::App& app) {
@@ -148,6 +370,25 @@ void registerBench(CLI::App& app) {
     inv->add_option("--threads", o->threads, "LibTorch threads (0: all cores)")->capture_default_str();
     inv->add_option("--json", o->json, "write the table as JSON to this file");
     inv->callback([o]() { runBenchInverse(*o); });
+
+    auto fo = std::make_shared<BenchForceOptions>();
+    auto* force = bench->add_subcommand("force", "Cost of a flow force: native double/single, LibTorch, the weight-streaming "
+                                                 "limit, MD steps with the flow and the classical force field");
+    addMoleculeOptions(*force, fo->molecule);
+    force->add_option("--model", fo->model, "model file (default: an untrained paper-layout smooth flow of the molecule)");
+    force->add_option("--batch", fo->batch, "configurations per batched evaluation")->capture_default_str();
+    force->add_option("--min-seconds", fo->minSeconds, "time spent per figure (s)")->capture_default_str();
+    force->add_option("--md-steps", fo->mdSteps, "MD steps per MD figure")->capture_default_str();
+    force->add_option("--threads", fo->threads, "threads of LibTorch and of OpenMM's CPU platform")->capture_default_str();
+    force->add_option("--seed", fo->seed, "seed of the default model and of the batch's perturbations")->capture_default_str();
+    force->add_option("--json", fo->json, "write the figures as JSON to this file");
+    force->callback([fo]() {
+        try {
+            runBenchForce(*fo);
+        } catch (const OpenMM::OpenMMException& e) {
+            throw Error(std::string("OpenMM: ") + e.what());
+        }
+    });
 }
 
 }  // namespace flowforce::cli
