@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Table 1 of the seed paper on our own data, as mean +- std over training seeds, plus NVE energy
+# conservation of the smooth flows (docs/RESULTS.md quotes its output). Long: about 5 to 7 hours on two
+# cores. Resumable: every step skips what is complete (data and train continue from their checkpoints),
+# so rerun the same command after an interruption.
+#
+# Usage: scripts/table1.sh [RUN_DIR]   (environment: FLOWFORCE=path/to/flowforce, SEEDS="1 2 3",
+#                                        THREADS=2, EPOCHS=25)
+set -euo pipefail
+ff=${FLOWFORCE:-build/bin/flowforce}
+run=${1:-runs/table1}
+seeds=${SEEDS:-1 2 3}
+threads=${THREADS:-2}
+epochs=${EPOCHS:-25}
+mkdir -p "$run"
+step() { printf '\n== %s  (%s)\n' "$*" "$(date '+%H:%M:%S')"; }
+
+data="$run/ala2-20ns-seed7.h5"
+test="$run/ala2-5ns-seed11.h5"
+step "training data: 20 ns, seed 7"
+"$ff" data --out "$data" --ns 20 --seed 7 --json "$run/data-train.json"
+step "independent test trajectory: 5 ns, seed 11"
+"$ff" data --out "$test" --ns 5 --seed 11 --json "$run/data-test.json"
+
+train() {  # name transform w_fm seed
+  local name=$1 transform=$2 wfm=$3 seed=$4
+  if [[ -f "$run/$name.train.json" ]]; then echo "$name: trained"; return; fi
+  step "train $name ($transform, w_f = $wfm, seed $seed, $epochs epochs)"
+  "$ff" train --data "$data" --transform "$transform" --w-fm "$wfm" --epochs "$epochs" --lr-decay 0.95 \
+    --kld-val-samples 256 --seed "$seed" --threads "$threads" --out "$run/$name.flow" \
+    --json "$run/$name.train.json"
+}
+evaluate() {  # name
+  local name=$1
+  if [[ -f "$run/$name.eval.json" ]]; then echo "$name: evaluated"; return; fi
+  step "eval $name on the test trajectory, 2000 samples"
+  "$ff" eval --model "$run/$name.flow" --data "$test" --samples 2000 --threads "$threads" \
+    --json "$run/$name.eval.json" --plots "$run/$name-plots"
+}
+nve() {  # name (model or "classical")
+  local name=$1
+  if [[ -f "$run/$name.nve.json" ]]; then echo "$name: NVE done"; return; fi
+  step "NVE $name: 10 replicas x 10 ps at 1 fs after 1 ps Langevin, energy every step"
+  local what=(--model "$run/$name.flow")
+  [[ $name == classical ]] && what=(--classical)
+  "$ff" md "${what[@]}" --data "$test" --replicas 10 --steps 10000 --equilibration-steps 1000 \
+    --energy-interval 1 --json "$run/$name.nve.json" --plots "$run/$name-nve"
+}
+
+for seed in $seeds; do
+  train "smooth-fm-s$seed" smooth 0.001 "$seed"
+  evaluate "smooth-fm-s$seed"
+  train "spline-s$seed" spline 0 "$seed"
+  evaluate "spline-s$seed"
+done
+nve classical
+for seed in $seeds; do nve "smooth-fm-s$seed"; done
+
+step "summary"
+/usr/bin/env "${PYTHON:-/usr/bin/python3}" "$(dirname "$0")/table1_summary.py" "$run" $seeds
