@@ -5,8 +5,11 @@
 // interruption without losing or duplicating frames.
 #include "Common.h"
 
+#include "flowforce/flow/FileIO.h"
+#include "flowforce/md/ClassicalSystem.h"
 #include "flowforce/md/H5MD.h"
 #include "flowforce/md/Molecule.h"
+#include "flowforce/md/Platforms.h"
 
 #include <CLI/CLI.hpp>
 #include <OpenMM.h>
@@ -66,11 +69,11 @@ void saveCheckpoint(const std::string& path, OpenMM::Context& context, const std
     std::ostringstream state;
     context.createCheckpoint(state);
     const nlohmann::json header{{"fingerprint", fingerprint}, {"frames", frames}};
-    md::writeFileAtomically(path, std::string(kCheckpointMagic) + header.dump() + "\n" + state.str());
+    writeFileAtomically(path, std::string(kCheckpointMagic) + header.dump() + "\n" + state.str());
 }
 
 Checkpoint loadCheckpoint(const std::string& path) {
-    const std::string bytes = md::readFile(path);
+    const std::string bytes = readFile(path);
     const std::string magic = kCheckpointMagic;
     const size_t eol = bytes.find('\n', magic.size());
     if (bytes.compare(0, magic.size(), magic) != 0 || eol == std::string::npos)
@@ -127,9 +130,9 @@ void runData(const DataOptions& o) {
     // The run's identity: a checkpoint or an existing file only continues the same run.
     std::ostringstream fp;
     fp.precision(17);
-    fp << md::hashHex(md::readFile(pdbPath)) << " T=" << o.temperature << " gamma=" << o.friction << " dt=" << o.dtFs
+    fp << hashHex(readFile(pdbPath)) << " T=" << o.temperature << " gamma=" << o.friction << " dt=" << o.dtFs
        << " interval=" << o.intervalPs << " eq=" << o.equilibrationPs << " seed=" << o.seed << " ff=amber99sbildn.xml,amber99_obc.xml";
-    const std::string fingerprint = md::hashHex(fp.str());
+    const std::string fingerprint = hashHex(fp.str());
 
     if (o.overwrite) {
         std::filesystem::remove(ckptPath);

@@ -6,9 +6,12 @@
 //   --ensemble langevin: thermostatted runs writing a DCD trajectory and a phi/psi time series.
 #include "Common.h"
 
+#include "flowforce/flow/FileIO.h"
+#include "flowforce/md/ClassicalSystem.h"
 #include "flowforce/md/DCD.h"
 #include "flowforce/md/H5MD.h"
 #include "flowforce/md/Molecule.h"
+#include "flowforce/md/Platforms.h"
 
 #include "FlowForce.h"
 #include "ReferenceFlowForceKernels.h"
@@ -383,7 +386,7 @@ void runMD(MDOptions o) {
         const std::string csvPath = o.csv.empty()
                                         ? (std::filesystem::path(o.out).parent_path() / (std::filesystem::path(o.out).stem().string() + "-dihedrals.csv")).string()
                                         : o.csv;
-        md::writeFileAtomically(csvPath, csv.str());
+        writeFileAtomically(csvPath, csv.str());
         report["timeseries_csv"] = csvPath;
         report["frame_interval_steps"] = o.frameInterval;
         if (!o.phi.empty()) report["dihedral_atoms"] = {{"phi", o.phi}, {"psi", o.psi}};

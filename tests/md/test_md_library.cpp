@@ -1,9 +1,13 @@
 // Tests of flowforce_md: H5MD round trip (and h5py reading it), append/truncate, reader errors, PDB,
-// dihedrals, DCD, the classical System.
+// dihedrals, DCD, the classical System, platforms.
+#include "flowforce/flow/FileIO.h"
+#include "flowforce/md/ClassicalSystem.h"
 #include "flowforce/md/DCD.h"
 #include "flowforce/md/H5MD.h"
 #include "flowforce/md/Molecule.h"
+#include "flowforce/md/Platforms.h"
 
+#include <openmm/Platform.h>
 #include <openmm/System.h>
 
 #include <gtest/gtest.h>
@@ -155,7 +159,7 @@ TEST(H5MD, ReaderErrors) {
         H5MDWriter w(good, 2);
         append(w, makeFrames(50, 2, 0));
     }
-    const std::string bytes = readFile(good);
+    const std::string bytes = flowforce::readFile(good);
     std::ofstream(dir / "truncated.h5", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
     EXPECT_THROW(readH5MD((dir / "truncated.h5").string()), MDError);
     EXPECT_THROW(readH5MD(good, 10, "nosuchgroup"), MDError);
@@ -206,6 +210,16 @@ TEST(DCD, RoundTrip) {
     EXPECT_FLOAT_EQ(f.xyz[0], 1.0f);   // Angstrom
     EXPECT_FLOAT_EQ(f.xyz[3], -10.0f);
     EXPECT_FLOAT_EQ(f.xyz[6 + 3], 30.0f);
+}
+
+TEST(Platforms, LooksUpByNameAndListsTheAvailableOnes) {
+    EXPECT_EQ(getPlatform("Reference").getName(), "Reference");
+    try {
+        getPlatform("NoSuchPlatform");
+        FAIL();
+    } catch (const MDError& e) {
+        EXPECT_NE(std::string(e.what()).find("Reference"), std::string::npos) << e.what();
+    }
 }
 
 TEST(ClassicalSystem, AlanineDipeptideFromCacheOrHelper) {

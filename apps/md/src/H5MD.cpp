@@ -1,7 +1,7 @@
 // H5MD 1.1 reader and writer on the HDF5 C API.
 #include "flowforce/md/H5MD.h"
 
-#include "flowforce/md/Molecule.h"
+#include "flowforce/md/Error.h"
 
 #include <hdf5.h>
 

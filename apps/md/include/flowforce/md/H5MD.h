@@ -11,6 +11,7 @@
 // frames and flushes the file after each block.
 
 #include "flowforce/Version.h"
+#include "flowforce/md/Error.h"
 
 #include <cstdint>
 #include <limits>
