@@ -1,11 +1,13 @@
 """Tests of `flowforce data`, `flowforce md` and the C++ example (run by ctest with /usr/bin/python3).
 
 Environment: FLOWFORCE_BIN (the flowforce binary), FLOWFORCE_EXAMPLE_BIN (flowforce-example-ala2),
-FLOWFORCE_TEST_MODELS (TorchScript test models), FLOWFORCE_TEST_TMP (scratch folder).
+FLOWFORCE_TEST_MODELS (TorchScript test models), FLOWFORCE_TEST_TMP (scratch folder),
+FLOWFORCE_KILL_SEED (optional: repeats the kill moments of an earlier run of the SIGKILL test).
 No timing assertions.
 """
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -62,7 +64,7 @@ def test_data_h5md_forces_match_openmm(tmp):
     out = os.path.join(tmp, "ala2.h5")
     report = os.path.join(tmp, "data.json")
     run("data", "--ns", 0.003, "--equilibration-ps", 0.5, "--out", out, "--json", report, "--seed", 3)
-    assert not os.path.exists(out + ".ckpt")
+    assert sorted(os.listdir(tmp)) == ["ala2.h5", "data.json"]  # no checkpoint, journal or temporary left
     rep = json.load(open(report))
     assert rep["frames"] == 3 and rep["ns_per_day"] > 0
     with h5py.File(out, "r") as f:
@@ -90,9 +92,38 @@ def test_data_h5md_forces_match_openmm(tmp):
         ref_e = st.getPotentialEnergy()._value
         assert np.abs(frc[k] - ref_f).max() <= 1e-6 * np.abs(ref_f).max(), k
         assert abs(ene[k] - ref_e) <= 1e-8 * max(1.0, abs(ref_e)), (ene[k], ref_e)
+    # An independent H5MD reader (MDAnalysis converts to Angstrom) sees the same frames.
+    import MDAnalysis as mda
+    u = mda.Universe(PDB, out, format="H5MD")
+    assert len(u.trajectory) == 3
+    for k, ts in enumerate(u.trajectory):
+        assert np.allclose(ts.positions, 10 * pos[k], rtol=1e-6, atol=1e-4)  # float32 in MDAnalysis
+        assert np.allclose(ts.forces, frc[k] / 10, rtol=1e-5, atol=1e-3)  # kJ/mol/Angstrom
+        assert ts.time == pytest.approx(k + 1.0) and ts.data["step"] == 1000 * (k + 1)
     # Second run of the same command: nothing to do, file unchanged.
+    before = open(out, "rb").read()
     p = run("data", "--ns", 0.003, "--equilibration-ps", 0.5, "--out", out, "--seed", 3)
     assert "already complete" in p.stderr
+    assert open(out, "rb").read() == before
+    assert sorted(os.listdir(tmp)) == ["ala2.h5", "data.json"]
+
+
+def read_dataset(path):
+    """All arrays of a flowforce data H5MD file and its run parameters."""
+    with h5py.File(path, "r") as f:
+        arrays = {name: f[name][:] for name in [
+            "particles/all/position/value", "particles/all/position/step", "particles/all/position/time",
+            "particles/all/force/value", "particles/all/force/step", "particles/all/force/time",
+            "observables/potential_energy/value", "observables/potential_energy/step", "particles/all/mass"]}
+        return arrays, dict(f["parameters/flowforce"].attrs)
+
+
+def assert_same_dataset(a, b):
+    """Bit-for-bit equal arrays and equal run parameters."""
+    (arrays_a, params_a), (arrays_b, params_b) = read_dataset(a), read_dataset(b)
+    for name in arrays_a:
+        assert np.array_equal(arrays_a[name], arrays_b[name]), name
+    assert params_a == params_b
 
 
 def test_data_resume_after_interruption_matches_uninterrupted_run(tmp):
@@ -109,48 +140,73 @@ def test_data_resume_after_interruption_matches_uninterrupted_run(tmp):
     p = run("data", *args, "--out", out, "--stop-after-frames", 3, check=False)  # a second interruption
     assert p.returncode != 0
     run("data", *args, "--out", out)
-    assert not os.path.exists(out + ".ckpt")
-    with h5py.File(ref, "r") as a, h5py.File(out, "r") as b:
+    assert sorted(os.listdir(tmp)) == ["ref.h5", "resumed.h5"]
+    with h5py.File(out, "r") as b:
         steps = b["particles/all/position/step"][:]
         assert list(steps) == [1000 * (i + 1) for i in range(12)]
         assert list(b["particles/all/force/step"][:]) == list(steps)
         assert list(b["observables/potential_energy/step"][:]) == list(steps)
-        # The checkpoint restores the full state: the continued run is the uninterrupted one.
-        assert np.allclose(a["particles/all/position/value"][:], b["particles/all/position/value"][:], atol=1e-9)
-        assert np.allclose(a["observables/potential_energy/value"][:], b["observables/potential_energy/value"][:], atol=1e-6)
+    # The checkpoint restores the full state (RNG included): the continued run is the uninterrupted one.
+    assert_same_dataset(ref, out)
 
 
-def test_data_resume_after_kill(tmp):
-    out = os.path.join(tmp, "killed.h5")
-    args = ["data", "--ns", 0.1, "--interval-ps", 0.1, "--equilibration-ps", 0.1, "--flush-frames", 10, "--out", out]
-    proc = subprocess.Popen([BIN, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = out + ".ckpt"
-    deadline = time.time() + 60
-    # Kill it (SIGKILL: no chance to clean up) once the checkpoint says 20 frames are on disk (the
-    # checkpoint's header line is JSON; the HDF5 file itself is locked by the writer).
-    while time.time() < deadline and proc.poll() is None:
+def checkpoint_frames(ckpt):
+    """Frames a `flowforce data` checkpoint covers (0 if there is none yet); its second line is JSON."""
+    try:
+        with open(ckpt, "rb") as fh:
+            fh.readline()
+            return json.loads(fh.readline())["frames"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_data_survives_sigkill_at_random_moments(tmp):
+    """SIGKILL at random moments (start-up, equilibration, production, while the journal, checkpoint or
+    H5MD file is written), the same command rerun until it finishes: the file is bit for bit the one of
+    an uninterrupted run, no half-written H5MD file exists at any time, and nothing else is left."""
+    frames = 800
+    args = ["data", "--ns", 0.04, "--interval-ps", 0.05, "--equilibration-ps", 0.2, "--flush-frames", 3, "--seed", 9]
+    ref_dir, kill_dir = os.path.join(tmp, "ref"), os.path.join(tmp, "killed")
+    os.makedirs(ref_dir), os.makedirs(kill_dir)
+    ref, out = os.path.join(ref_dir, "data.h5"), os.path.join(kill_dir, "data.h5")
+    # The uninterrupted run, timed: start-up (until its first checkpoint) and production per frame.
+    start = time.monotonic()
+    proc = subprocess.Popen([BIN, *map(str, args), "--out", ref], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    startup_s = None
+    while proc.poll() is None:
+        if startup_s is None and os.path.exists(ref + ".ckpt"):
+            startup_s = time.monotonic() - start
+        time.sleep(0.002)
+    assert proc.returncode == 0 and startup_s is not None
+    frame_s = (time.monotonic() - start - startup_s) / frames
+    seed = int(os.environ.get("FLOWFORCE_KILL_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    print(f"FLOWFORCE_KILL_SEED={seed}; uninterrupted: start-up {startup_s:.2f} s, {frame_s * 1e3:.2f} ms per frame")
+    # Each kill comes within the first 60% of what the run has left (start-up included), so it lands
+    # on a running process while the moments spread over every phase.
+    kills = 0
+    for attempt in range(4):
+        done = checkpoint_frames(out + ".ckpt")
+        delay = rng.uniform(0.0, 0.6 * (startup_s + (frames - done) * frame_s))
+        proc = subprocess.Popen([BIN, *map(str, args), "--out", out], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            with open(ckpt, "rb") as fh:
-                fh.readline()
-                if json.loads(fh.readline())["frames"] >= 20:
-                    break
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.005)
-    killed = proc.poll() is None
-    print("killed mid-run:", killed)
-    if killed:
-        proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    p = run(*args)
-    if killed:
-        assert "continuing" in p.stderr, p.stderr
-    with h5py.File(out, "r") as f:
-        steps = f["particles/all/position/step"][:]
-        assert list(steps) == [100 * (i + 1) for i in range(1000)]
-        assert np.all(np.isfinite(f["particles/all/position/value"][:]))
-        assert f["observables/potential_energy/value"].shape == (1000,)
-    assert not os.path.exists(ckpt)
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        stderr = proc.stderr.read().decode()
+        proc.stderr.close()
+        print(f"attempt {attempt + 1}: from frame {done}, killed after {delay:.3f} s: {proc.returncode == -signal.SIGKILL}, "
+              f"checkpoint at frame {checkpoint_frames(out + '.ckpt')}")
+        assert proc.returncode in (0, -signal.SIGKILL), stderr
+        if os.path.exists(out):  # only ever a complete, readable file
+            read_dataset(out)
+    assert kills >= 3
+    run(*args, "--out", out)  # the same command once more finishes the run
+    assert "already complete" in run(*args, "--out", out).stderr
+    assert os.listdir(kill_dir) == ["data.h5"]  # no checkpoint, journal or temporary left
+    assert_same_dataset(ref, out)
 
 
 def test_data_bad_inputs(tmp):
@@ -167,6 +223,8 @@ def test_data_bad_inputs(tmp):
     p = run("data", "--out", out, "--ns", 0.001, "--equilibration-ps", 0, check=False)
     assert_one_line_error(p, "data")
     assert "--overwrite" in p.stderr
+    assert sorted(os.listdir(tmp)) == ["garbage.pdb", "x.h5"]  # failed runs leave no journal or checkpoint
+    assert open(out).read() == "not h5"
     assert run("data", "--help").returncode == 0
 
 
