@@ -6,6 +6,7 @@ FLOWFORCE_KILL_SEED (optional: repeats the kill moments of an earlier run of the
 No timing assertions.
 """
 import json
+import math
 import os
 import random
 import shutil
@@ -22,6 +23,8 @@ EXAMPLE = os.environ.get("FLOWFORCE_EXAMPLE_BIN", "")
 MODELS = os.environ.get("FLOWFORCE_TEST_MODELS", "build/tests/plugin/models")
 HERE = os.path.dirname(os.path.abspath(__file__))
 PDB = os.path.join(HERE, "..", "..", "data", "alanine-dipeptide.pdb")
+KB = 0.00831446261815324  # kJ/mol/K
+MAX_STEP_CHANGE_KJ = 5.0  # classical NVE at 1 fs: largest total-energy change in one step, kJ/mol
 
 
 @pytest.fixture
@@ -238,6 +241,21 @@ def small_dataset(tmp_path_factory):
     return out
 
 
+def assert_nve_figures_consistent(r, steps, interval, dt_fs, ndof):
+    """Relations between one replica's NVE figures that hold for any total-energy series E_0..E_n
+    sampled every `interval` steps (n = steps / interval samples after E_0)."""
+    n = steps // interval
+    dev, jump = r["total_energy_max_deviation_kj_mol"], r["total_energy_max_step_change_kj_mol"]
+    std, drift = r["total_energy_std_kj_mol"], r["total_energy_drift_kj_mol_per_ps"]
+    assert 0 <= jump <= 2 * dev  # |E_i+1 - E_i| <= |E_i+1 - E_0| + |E_i - E_0|
+    assert dev <= n * jump * (1 + 1e-12)  # E_k - E_0 is a sum of k changes
+    assert 0 <= std <= dev * (1 + 1e-12)  # the mean minimises the squared deviation
+    assert r["total_energy_std_per_dof_kj_mol"] == pytest.approx(std / ndof)
+    # Least-squares slope: |cov(t, E)| <= sd(t) sd(E), with n + 1 evenly spaced times over steps * dt.
+    sd_t = steps * dt_fs * 1e-3 / n * math.sqrt(((n + 1) ** 2 - 1) / 12)
+    assert abs(drift) <= std / sd_t * (1 + 1e-9)
+
+
 def test_md_classical_nve_energy_bounded(tmp, small_dataset):
     report = os.path.join(tmp, "md.json")
     plots = os.path.join(tmp, "plots")
@@ -246,35 +264,70 @@ def test_md_classical_nve_energy_bounded(tmp, small_dataset):
     rep = json.load(open(report))
     assert rep["replicas"] == 2 and rep["replicas_exploded"] == 0
     assert rep["degrees_of_freedom"] == 60
+    assert rep["energy_sample_interval_steps"] == 1  # every step by default
+    assert rep["model_atoms"] is None and not rep["subset"]
     assert len(rep["per_replica"]) == 2
     for r in rep["per_replica"]:
         assert not r["exploded"]
         assert r["steps_done"] == 200 and r["equilibration_steps_done"] == 100
-        assert 0 < r["total_energy_std_per_dof_kj_mol"] < 0.05
-        assert np.isfinite(r["total_energy_drift_kj_mol_per_ps"])
+        assert_nve_figures_consistent(r, steps=200, interval=1, dt_fs=1.0, ndof=60)
+        # Velocity Verlet at 1 fs on amber99sbildn/OBC: the total energy fluctuates by about
+        # 1e-2 kJ/mol per DOF and changes by well under a kJ/mol from one step to the next.
+        assert 1e-4 < r["total_energy_std_per_dof_kj_mol"] < 0.05
+        assert 0 < r["total_energy_max_step_change_kj_mol"] < MAX_STEP_CHANGE_KJ
+        assert abs(r["total_energy_drift_kj_mol_per_ps"]) < 20.0
         assert r["ms_per_step"] > 0
-    assert 0 < rep["total_energy_std_per_dof_kj_mol_mean"] < 0.05
-    assert "std per DOF" in p.stdout
+    per = rep["per_replica"]
+    stds = sorted(r["total_energy_std_per_dof_kj_mol"] for r in per)
+    jumps = sorted(r["total_energy_max_step_change_kj_mol"] for r in per)
+    assert rep["total_energy_std_per_dof_kj_mol_mean"] == pytest.approx(np.mean(stds))
+    assert rep["total_energy_std_per_dof_kj_mol_median"] == pytest.approx(np.median(stds))
+    assert rep["total_energy_std_per_dof_kj_mol_max"] == stds[-1]
+    assert rep["total_energy_max_step_change_kj_mol_median"] == pytest.approx(np.median(jumps))
+    assert rep["total_energy_max_step_change_kj_mol_max"] == jumps[-1]
+    assert "std per DOF" in p.stdout and "largest change between samples" in p.stdout
+    replica_lines = [line for line in p.stderr.splitlines() if line.startswith("  replica ")]
+    assert len(replica_lines) == 2 and all("max step change = " in line and "kJ/mol" in line for line in replica_lines)
     assert os.path.exists(os.path.join(plots, "md-total-energy.png"))
+
+
+def test_md_energy_interval(tmp, small_dataset):
+    report = os.path.join(tmp, "md.json")
+    run("md", "--classical", "--data", small_dataset, "--steps", 200, "--replicas", 1, "--equilibration-steps", 100,
+        "--energy-interval", 20, "--json", report)
+    rep = json.load(open(report))
+    assert rep["energy_sample_interval_steps"] == 20
+    assert_nve_figures_consistent(rep["per_replica"][0], steps=200, interval=20, dt_fs=1.0, ndof=60)
 
 
 def test_md_model_runs(tmp):
     report = os.path.join(tmp, "md.json")
-    run("md", "--model", os.path.join(MODELS, "pair.pt"), "--steps", 50, "--replicas", 2, "--equilibration-steps", 20,
-        "--json", report)
+    pair = os.path.join(MODELS, "pair.pt")  # 4 particles
+    run("md", "--model", pair, "--subset", "--steps", 50, "--replicas", 2, "--equilibration-steps", 20, "--json", report)
     rep = json.load(open(report))
     assert rep["replicas_exploded"] == 0
     assert rep["temperature_K"] == 350.0  # declared by the model
+    assert rep["model_atoms"] == 4 and rep["subset"] and rep["atoms"] == 22
     assert all(r["steps_done"] == 50 and r["equilibration_steps_done"] == 20 for r in rep["per_replica"])
-    run("md", "--model", os.path.join(MODELS, "pair.pt"), "--steps", 10, "--replicas", 1, "--equilibration-steps", 0,
+    for r in rep["per_replica"]:
+        assert_nve_figures_consistent(r, steps=50, interval=1, dt_fs=1.0, ndof=60)
+    run("md", "--model", pair, "--subset", "--steps", 10, "--replicas", 1, "--equilibration-steps", 0,
         "--temperature", 300, "--json", report)
     assert json.load(open(report))["temperature_K"] == 300.0
 
 
+def test_md_refuses_a_model_for_fewer_atoms(tmp):
+    p = run("md", "--model", os.path.join(MODELS, "pair.pt"), "--steps", 10, check=False)
+    assert_one_line_error(p, "md")
+    assert "covers 4 of the molecule's 22 atoms" in p.stderr and "--subset" in p.stderr
+    assert_one_line_error(run("md", "--classical", "--subset", "--steps", 10, check=False), "md")
+    assert "--subset" in run("md", "--help").stdout
+
+
 def test_md_explosion_is_reported_not_a_crash(tmp):
     report = os.path.join(tmp, "md.json")
-    run("md", "--model", os.path.join(MODELS, "nan.pt"), "--steps", 20, "--replicas", 2, "--equilibration-steps", 10,
-        "--json", report)
+    run("md", "--model", os.path.join(MODELS, "nan.pt"), "--subset", "--steps", 20, "--replicas", 2,
+        "--equilibration-steps", 10, "--json", report)
     rep = json.load(open(report))
     assert rep["replicas_exploded"] == 2
     assert all(r["exploded"] and r["explosion_reason"] for r in rep["per_replica"])
@@ -290,13 +343,14 @@ def test_md_langevin_dcd_and_dihedrals(tmp):
     data = np.loadtxt(csv, delimiter=",", skiprows=1)
     assert data.shape == (20, 6)
     assert list(data[:, 1]) == [100.0 * (i + 1) for i in range(20)]
-    try:
-        import mdtraj
-    except ImportError:
-        pytest.skip("mdtraj not installed: DCD not cross-checked")
-    t = mdtraj.load(out, top=PDB)
-    assert t.n_frames == 20 and t.n_atoms == 22
-    ang = np.degrees(mdtraj.compute_dihedrals(t, [[4, 6, 8, 14], [6, 8, 14, 16]]))
+    assert rep["dihedral_atoms"] == {"phi": [4, 6, 8, 14], "psi": [6, 8, 14, 16]}
+    # An independent DCD reader (MDAnalysis), with its own dihedrals, agrees with the CSV.
+    import MDAnalysis as mda
+    from MDAnalysis.lib.distances import calc_dihedrals
+    u = mda.Universe(PDB, out)
+    assert len(u.trajectory) == 20 and len(u.atoms) == 22
+    ang = np.array([[np.degrees(calc_dihedrals(*(u.atoms[i].position for i in quad)))
+                     for quad in ([4, 6, 8, 14], [6, 8, 14, 16])] for _ in u.trajectory])
     diff = (ang - data[:, 4:6] + 180) % 360 - 180
     assert np.abs(diff).max() < 0.01  # float32 coordinates in the DCD
 
@@ -330,6 +384,14 @@ def test_md_example_app(tmp):
     assert p.returncode == 0, p.stderr
     rows = [line.split() for line in p.stdout.splitlines() if line.strip() and line.split()[0].isdigit()]
     assert [int(r[0]) for r in rows] == [0, 10, 20, 30]
-    assert all(np.isfinite(float(x)) for r in rows for x in r[1:])
+    potential, kinetic, total = (np.array([float(r[k]) for r in rows]) for k in (1, 2, 3))
+    assert np.allclose(total, potential + kinetic, atol=2e-6)  # printed with 6 decimals
+    assert np.all(kinetic > 0)
+    # At step 0 the potential is k_B T u(x) of the model (pair.pt: T = 350 K) at the PDB's first 4 atoms.
+    x = np.array([[float(line[30:38]), float(line[38:46]), float(line[46:54])]
+                  for line in open(PDB) if line.startswith(("ATOM", "HETATM"))][:4]) / 10
+    u = sum(0.5 * 400.0 * (r - 0.15) ** 2 + 0.5 * math.exp(-r / 0.05)
+            for i in range(4) for j in range(i + 1, 4) for r in [np.linalg.norm(x[i] - x[j])])
+    assert potential[0] == pytest.approx(KB * 350.0 * u, rel=1e-6, abs=2e-6)
     p = subprocess.run([EXAMPLE, os.path.join(tmp, "missing.pt")], capture_output=True, text=True)
     assert p.returncode != 0 and p.stderr.startswith("error: ")
