@@ -4,15 +4,16 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config
-  libopenmm-dev libopenmm-plugins python3-simtk
-  libtorch-dev python3-torch
-  swig libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
-  libhdf5-dev libeigen3-dev
+  build-essential cmake
+  libopenmm-dev libopenmm-plugins python3-simtk  # OpenMM C++ (the plugin), its CPU platform, openmm.app (classical Systems)
+  libtorch-dev python3-torch                     # LibTorch; torch writes the plugin tests' TorchScript models
+  libcli11-dev nlohmann-json3-dev libhdf5-dev    # the CLI, JSON (model headers, reports), H5MD datasets
   libopenblas0-pthread  # optimised BLAS for LibTorch (Debian defaults to the slow reference BLAS)
-  python3-numpy python3-matplotlib python3-h5py python3-pytest python3-mdtraj
-  pocl-opencl-icd
+  swig python3-dev      # the Python module flowforce
+  libgtest-dev libbenchmark-dev                  # GoogleTest suites; Google Benchmark suites
+  clang-14 libclang-rt-14-dev                    # fuzzing (make fuzz: clang with libFuzzer)
+  python3-numpy python3-matplotlib               # plots
+  python3-h5py python3-pytest python3-mdanalysis # tests (MDAnalysis: an independent reader of our H5MD and DCD files)
 )
 
 missing=()

@@ -1,6 +1,7 @@
 #include "flowforce/flow/FileIO.h"
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -39,6 +40,17 @@ void writeFileAtomically(const std::string& path, const std::string& bytes) {
         std::remove(tmp.c_str());
         throw std::runtime_error("cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(e));
     }
+}
+
+std::string hashHex(const std::string& bytes) {
+    uint64_t h = 1469598103934665603ULL;  // FNV-1a offset basis
+    for (unsigned char c : bytes) {
+        h ^= c;
+        h *= 1099511628211ULL;  // FNV prime
+    }
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+    return buf;
 }
 
 }  // namespace flowforce

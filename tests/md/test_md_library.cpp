@@ -1,9 +1,14 @@
-// Tests of flowforce_md: H5MD round trip (and h5py reading it), append/truncate, reader errors, PDB,
-// dihedrals, DCD, the classical System.
+// Tests of flowforce_md: H5MD round trip (and h5py reading it), atomic saves, reader errors, the frame
+// journal, PDB, dihedrals, DCD, the classical System, platforms.
+#include "flowforce/flow/FileIO.h"
+#include "flowforce/md/ClassicalSystem.h"
 #include "flowforce/md/DCD.h"
+#include "flowforce/md/FrameJournal.h"
 #include "flowforce/md/H5MD.h"
 #include "flowforce/md/Molecule.h"
+#include "flowforce/md/Platforms.h"
 
+#include <openmm/Platform.h>
 #include <openmm/System.h>
 
 #include <gtest/gtest.h>
@@ -56,13 +61,15 @@ TEST(H5MD, RoundTrip) {
         H5MDWriterOptions o;
         o.masses = {1.0, 12.0, 14.0, 16.0};
         o.chunkFrames = 2;
-        H5MDWriter w(path, 4, o);
+        H5MDWriter w(4, o);
         append(w, a);
-        w.flush();
+        w.save(path);
+        EXPECT_EQ(countH5MDFrames(path), 5u);  // a saved file is complete as it stood
         append(w, b);
         w.setParameter("note", "hello");
         w.setParameter("temperature_K", 300.0);
         EXPECT_EQ(w.frames(), 8u);
+        w.save(path);
     }
     const Dataset d = readH5MD(path);
     EXPECT_EQ(d.group, "all");
@@ -90,28 +97,29 @@ TEST(H5MD, RoundTrip) {
     EXPECT_EQ(first.energies.size(), 3u);
 }
 
-TEST(H5MD, AppendAfterReopenDropsFramesBeyondCheckpoint) {
-    const std::string path = (tempDir() / "append.h5").string();
-    {
-        H5MDWriter w(path, 2);
-        append(w, makeFrames(6, 2, 0));
-    }
-    {
-        auto w = H5MDWriter::openForAppend(path, 4);  // frames 4 and 5 came after the checkpoint
-        EXPECT_EQ(w->frames(), 4u);
-        append(*w, makeFrames(3, 2, 4));
-    }
-    const Dataset d = readH5MD(path);
-    ASSERT_EQ(d.frames, 7u);
-    for (size_t k = 0; k < 7; ++k) EXPECT_EQ(d.step[k], static_cast<int64_t>(1000 * (k + 1)));
-    EXPECT_THROW(H5MDWriter::openForAppend(path, 9), MDError);
+TEST(H5MD, SaveReplacesTheFileAtomically) {
+    const fs::path dir = tempDir() / "atomic";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const std::string path = (dir / "data.h5").string();
+    H5MDWriter w(2);
+    append(w, makeFrames(3, 2, 0));
+    w.save(path);
+    append(w, makeFrames(2, 2, 3));
+    w.save(path);
+    EXPECT_EQ(readH5MD(path).frames, 5u);
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename().string());
+    EXPECT_EQ(names, std::vector<std::string>{"data.h5"});  // no temporary left
+    EXPECT_THROW(w.save((dir / "no" / "such" / "folder.h5").string()), MDError);
 }
 
 TEST(H5MD, ReadableByH5py) {
     const std::string path = (tempDir() / "h5py.h5").string();
     {
-        H5MDWriter w(path, 3);
+        H5MDWriter w(3);
         append(w, makeFrames(4, 3, 0));
+        w.save(path);
     }
     const std::string script = (tempDir() / "check.py").string();
     std::ofstream(script) << "import sys, h5py, numpy as np\n"
@@ -152,13 +160,58 @@ TEST(H5MD, ReaderErrors) {
     // A truncated copy of a valid file.
     const std::string good = (dir / "good.h5").string();
     {
-        H5MDWriter w(good, 2);
+        H5MDWriter w(2);
         append(w, makeFrames(50, 2, 0));
+        w.save(good);
     }
-    const std::string bytes = readFile(good);
+    const std::string bytes = flowforce::readFile(good);
     std::ofstream(dir / "truncated.h5", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
     EXPECT_THROW(readH5MD((dir / "truncated.h5").string()), MDError);
     EXPECT_THROW(readH5MD(good, 10, "nosuchgroup"), MDError);
+}
+
+namespace {
+
+FrameBlock makeBlock(size_t n, size_t atoms, size_t offset) {
+    const Frames f = makeFrames(n, atoms, offset);
+    FrameBlock b;
+    b.steps = f.step, b.times = f.time, b.energies = f.energy, b.positions = f.pos, b.forces = f.force;
+    return b;
+}
+
+}  // namespace
+
+TEST(FrameJournal, KeepsTheCheckpointedFramesAndDropsATornTail) {
+    const std::string path = (tempDir() / "journal.frames").string();
+    fs::remove(path);
+    {
+        FrameJournal j(path, 2, "run-a");
+        j.reset();
+        j.append(makeBlock(3, 2, 0));
+        j.append(makeBlock(2, 2, 3));
+        EXPECT_EQ(j.frames(), 5u);
+    }
+    std::ofstream(path, std::ios::binary | std::ios::app) << "half a frame";  // a kill in the middle of a write
+    {
+        FrameJournal j(path, 2, "run-a");
+        j.keep(4);  // the checkpoint counted 4 frames
+        const FrameBlock b = j.read();
+        const FrameBlock expected = makeBlock(4, 2, 0);
+        EXPECT_EQ(b.steps, expected.steps);
+        EXPECT_EQ(b.times, expected.times);
+        EXPECT_EQ(b.energies, expected.energies);
+        EXPECT_EQ(b.positions, expected.positions);
+        EXPECT_EQ(b.forces, expected.forces);
+        j.append(makeBlock(1, 2, 4));
+        EXPECT_EQ(j.read().steps.back(), 5000);
+        EXPECT_THROW(j.keep(6), MDError);  // fewer frames than a checkpoint claims
+    }
+    EXPECT_THROW(FrameJournal(path, 2, "run-b").keep(0), MDError);  // another run's journal
+    EXPECT_THROW(FrameJournal(path, 3, "run-a").keep(0), MDError);  // another molecule
+    FrameJournal j(path, 2, "run-a");
+    EXPECT_THROW(FrameJournal(path, 2, "run-a"), MDError);  // locked while a run holds it
+    j.remove();
+    EXPECT_FALSE(fs::exists(path));
 }
 
 TEST(Molecule, ReadsAlanineDipeptide) {
@@ -206,6 +259,16 @@ TEST(DCD, RoundTrip) {
     EXPECT_FLOAT_EQ(f.xyz[0], 1.0f);   // Angstrom
     EXPECT_FLOAT_EQ(f.xyz[3], -10.0f);
     EXPECT_FLOAT_EQ(f.xyz[6 + 3], 30.0f);
+}
+
+TEST(Platforms, LooksUpByNameAndListsTheAvailableOnes) {
+    EXPECT_EQ(getPlatform("Reference").getName(), "Reference");
+    try {
+        getPlatform("NoSuchPlatform");
+        FAIL();
+    } catch (const MDError& e) {
+        EXPECT_NE(std::string(e.what()).find("Reference"), std::string::npos) << e.what();
+    }
 }
 
 TEST(ClassicalSystem, AlanineDipeptideFromCacheOrHelper) {

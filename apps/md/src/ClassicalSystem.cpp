@@ -1,5 +1,9 @@
 // The classical System of a molecule: built by flowforce_system.py (openmm.app), cached as XML.
-#include "flowforce/md/Molecule.h"
+#include "flowforce/md/ClassicalSystem.h"
+
+#include "flowforce/flow/FileIO.h"
+#include "flowforce/md/Error.h"
+#include "flowforce/md/Share.h"
 
 #include <openmm/OpenMMException.h>
 #include <openmm/System.h>
@@ -67,7 +71,12 @@ std::unique_ptr<OpenMM::System> loadSystemXml(const std::string& path) {
 }  // namespace
 
 ClassicalSystem createClassicalSystem(const std::string& pdbPath, const ClassicalSystemOptions& options) {
-    const std::string pdb = readFile(pdbPath);
+    std::string pdb;
+    try {
+        pdb = readFile(pdbPath);
+    } catch (const std::runtime_error& e) {
+        throw MDError(e.what());
+    }
     std::string key = "flowforce-system-v1\n" + pdb;
     for (const auto& f : options.forceFields) key += "\nff:" + f;
     const fs::path dir = cacheDirectory(options.cacheDir);
@@ -101,7 +110,8 @@ ClassicalSystem createClassicalSystem(const std::string& pdbPath, const Classica
     std::string err;
     try {
         err = readFile(errFile.string());
-    } catch (const MDError&) {
+    } catch (const std::runtime_error&) {
+        // the helper wrote no messages
     }
     fs::remove(errFile, ec);
     if (rc != 0 || !fs::exists(tmpXml, ec)) {
@@ -117,35 +127,6 @@ ClassicalSystem createClassicalSystem(const std::string& pdbPath, const Classica
     if (ec) throw MDError("cannot write the System cache '" + xml.string() + "': " + ec.message());
     result.system = loadSystemXml(xml.string());
     return result;
-}
-
-}  // namespace flowforce::md
-
-#include <openmm/Platform.h>
-
-namespace flowforce::md {
-
-void loadDefaultOpenMMPlugins() {
-    static bool loaded = false;
-    if (loaded) return;
-    loaded = true;
-    try {
-        OpenMM::Platform::loadPluginsFromDirectory(OpenMM::Platform::getDefaultPluginsDirectory());
-    } catch (const std::exception&) {
-        // no plugin folder: the Reference platform remains
-    }
-}
-
-OpenMM::Platform& getPlatform(const std::string& name) {
-    loadDefaultOpenMMPlugins();
-    try {
-        return OpenMM::Platform::getPlatformByName(name);
-    } catch (const std::exception&) {
-        std::string names;
-        for (int i = 0; i < OpenMM::Platform::getNumPlatforms(); ++i)
-            names += (i ? ", " : "") + OpenMM::Platform::getPlatform(i).getName();
-        throw MDError("unknown OpenMM platform '" + name + "' (available: " + names + ")");
-    }
 }
 
 }  // namespace flowforce::md

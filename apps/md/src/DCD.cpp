@@ -6,7 +6,7 @@
 //   then per frame three records: x, y, z as float32 (Angstrom).
 #include "flowforce/md/DCD.h"
 
-#include "flowforce/md/Molecule.h"
+#include "flowforce/md/Error.h"
 
 #include <cstring>
 #include <ctime>

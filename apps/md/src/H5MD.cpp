@@ -1,7 +1,8 @@
 // H5MD 1.1 reader and writer on the HDF5 C API.
 #include "flowforce/md/H5MD.h"
 
-#include "flowforce/md/Molecule.h"
+#include "flowforce/flow/FileIO.h"
+#include "flowforce/md/Error.h"
 
 #include <hdf5.h>
 
@@ -195,16 +196,6 @@ void appendRows(hid_t dset, hid_t memType, size_t have, size_t n, const void* da
     check(H5Dwrite(dset, memType, mem, space, H5P_DEFAULT, data), "cannot write '" + what + "'");
 }
 
-void truncateRows(hid_t dset, size_t rows, const std::string& what) {
-    Id space = checked(H5Dget_space(dset), H5Sclose, "H5Dget_space");
-    const int rank = H5Sget_simple_extent_ndims(space);
-    std::vector<hsize_t> dims(static_cast<size_t>(rank));
-    H5Sget_simple_extent_dims(space, dims.data(), nullptr);
-    if (dims[0] == rows) return;
-    dims[0] = rows;
-    check(H5Dset_extent(dset, dims.data()), "cannot truncate '" + what + "'");
-}
-
 std::vector<hsize_t> datasetDims(hid_t dset) {
     Id space = checked(H5Dget_space(dset), H5Sclose, "H5Dget_space");
     const int rank = H5Sget_simple_extent_ndims(space);
@@ -389,48 +380,31 @@ std::string readH5MDParameter(const std::string& path, const std::string& name) 
 // ---------------------------------------------------------------- writer
 
 struct H5MDWriter::Impl {
-    std::string path;
     Id file;
     size_t atoms = 0, frames = 0;
     bool forces = false, energies = false;
     Id posValue, posStep, posTime, forValue, forStep, forTime, enValue, enStep, enTime, params;
-
-    void openDatasets(const std::string& group) {
-        auto open = [&](const std::string& p) {
-            return checked(H5Dopen2(file, p.c_str(), H5P_DEFAULT), H5Dclose, "'" + path + "': cannot open " + p);
-        };
-        const std::string base = "/particles/" + group;
-        posValue = open(base + "/position/value");
-        posStep = open(base + "/position/step");
-        posTime = open(base + "/position/time");
-        forces = linkExists(file, base + "/force/value");
-        if (forces) {
-            forValue = open(base + "/force/value");
-            forStep = open(base + "/force/step");
-            forTime = open(base + "/force/time");
-        }
-        energies = linkExists(file, "/observables/potential_energy/value");
-        if (energies) {
-            enValue = open("/observables/potential_energy/value");
-            enStep = open("/observables/potential_energy/step");
-            enTime = open("/observables/potential_energy/time");
-        }
-        if (!linkExists(file, "/parameters")) createGroup(file, "/parameters");
-        if (!linkExists(file, "/parameters/flowforce")) params = createGroup(file, "/parameters/flowforce");
-        else params = checked(H5Gopen2(file, "/parameters/flowforce", H5P_DEFAULT), H5Gclose, "cannot open /parameters/flowforce");
-    }
 };
 
-H5MDWriter::H5MDWriter() : impl_(std::make_unique<Impl>()) {}
+namespace {
 
-H5MDWriter::H5MDWriter(const std::string& path, size_t atoms, const H5MDWriterOptions& o) : impl_(std::make_unique<Impl>()) {
+/** A new HDF5 file that lives in memory only (core driver without a backing store). */
+Id createInMemoryFile() {
+    static int counter = 0;  // names only tell HDF5's open files apart
+    const std::string name = "flowforce-h5md-in-memory-" + std::to_string(++counter) + ".h5";
+    Id fapl = checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate");
+    check(H5Pset_fapl_core(fapl, 1 << 20, 0), "H5Pset_fapl_core");
+    return checked(H5Fcreate(name.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose, "cannot create an in-memory HDF5 file");
+}
+
+}  // namespace
+
+H5MDWriter::H5MDWriter(size_t atoms, const H5MDWriterOptions& o) : impl_(std::make_unique<Impl>()) {
     quietHdf5();
     if (atoms == 0) throw MDError("H5MD: no atoms");
     auto& d = *impl_;
-    d.path = path;
     d.atoms = atoms;
-    d.file = checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose,
-                     "cannot create '" + path + "' (folder missing or not writable?)");
+    d.file = createInMemoryFile();
     {
         Id h5md = createGroup(d.file, "/h5md");
         writeIntArrayAttribute(h5md, "version", {1, 1});
@@ -479,50 +453,13 @@ H5MDWriter::H5MDWriter(const std::string& path, size_t atoms, const H5MDWriterOp
     }
     createGroup(d.file, "/parameters");
     d.params = createGroup(d.file, "/parameters/flowforce");
-    flush();
 }
 
-std::unique_ptr<H5MDWriter> H5MDWriter::openForAppend(const std::string& path, size_t keepFrames) {
-    quietHdf5();
-    std::unique_ptr<H5MDWriter> w(new H5MDWriter());
-    auto& d = *w->impl_;
-    d.path = path;
-    if (H5Fis_hdf5(path.c_str()) <= 0) throw MDError("'" + path + "' is missing or not an HDF5 file; cannot continue it");
-    d.file = checked(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose,
-                     "cannot open '" + path + "' for appending (corrupt?)");
-    d.openDatasets(findParticlesGroup(d.file, path, ""));
-    auto dims = datasetDims(d.posValue);
-    if (dims.size() != 3) throw MDError("'" + path + "': positions are not [frames, atoms, 3]");
-    d.atoms = dims[1];
-    const size_t have = dims[0];
-    auto rows = [](hid_t ds) { return datasetDims(ds).at(0); };
-    size_t least = std::min<size_t>(have, std::min<size_t>(rows(d.posStep), rows(d.posTime)));
-    if (d.forces) least = std::min<size_t>({least, rows(d.forValue), rows(d.forStep), rows(d.forTime)});
-    if (d.energies) least = std::min<size_t>({least, rows(d.enValue), rows(d.enStep), rows(d.enTime)});
-    if (least < keepFrames)
-        throw MDError("'" + path + "' holds " + std::to_string(least) + " complete frames, fewer than the checkpoint's " +
-                      std::to_string(keepFrames));
-    for (hid_t ds : {d.posValue.get(), d.posStep.get(), d.posTime.get()}) truncateRows(ds, keepFrames, path);
-    if (d.forces)
-        for (hid_t ds : {d.forValue.get(), d.forStep.get(), d.forTime.get()}) truncateRows(ds, keepFrames, path);
-    if (d.energies)
-        for (hid_t ds : {d.enValue.get(), d.enStep.get(), d.enTime.get()}) truncateRows(ds, keepFrames, path);
-    d.frames = keepFrames;
-    w->flush();
-    return w;
-}
-
-H5MDWriter::~H5MDWriter() {
-    try {
-        close();
-    } catch (...) {
-    }
-}
+H5MDWriter::~H5MDWriter() = default;
 
 void H5MDWriter::append(size_t n, const double* positions, const double* forces, const double* energies, const int64_t* steps,
                         const double* times) {
     auto& d = *impl_;
-    if (!d.file.valid()) throw MDError("H5MD writer is closed");
     if (n == 0) return;
     if (d.forces && !forces) throw MDError("H5MD: forces required for this file");
     if (d.energies && !energies) throw MDError("H5MD: energies required for this file");
@@ -542,23 +479,26 @@ void H5MDWriter::append(size_t n, const double* positions, const double* forces,
     d.frames += n;
 }
 
-void H5MDWriter::flush() {
-    if (impl_->file.valid()) check(H5Fflush(impl_->file, H5F_SCOPE_GLOBAL), "cannot flush '" + impl_->path + "'");
-}
-
 void H5MDWriter::setParameter(const std::string& name, const std::string& value) { writeStringAttribute(impl_->params, name, value); }
 void H5MDWriter::setParameter(const std::string& name, double value) { writeDoubleAttribute(impl_->params, name, value); }
 size_t H5MDWriter::frames() const { return impl_->frames; }
-size_t H5MDWriter::atoms() const { return impl_->atoms; }
 
-void H5MDWriter::close() {
-    auto& d = *impl_;
-    if (!d.file.valid()) return;
-    flush();
-    for (Id* id : {&d.posValue, &d.posStep, &d.posTime, &d.forValue, &d.forStep, &d.forTime, &d.enValue, &d.enStep, &d.enTime, &d.params})
-        id->reset();
-    const herr_t rc = H5Fclose(d.file.release());
-    if (rc < 0) throw MDError("cannot close '" + d.path + "'");
+std::string H5MDWriter::fileImage() const {
+    const hid_t file = impl_->file;
+    check(H5Fflush(file, H5F_SCOPE_GLOBAL), "cannot flush the H5MD file");
+    const ssize_t size = H5Fget_file_image(file, nullptr, 0);
+    if (size < 0) throw MDError("cannot take the H5MD file's image");
+    std::string bytes(static_cast<size_t>(size), '\0');
+    if (H5Fget_file_image(file, bytes.data(), bytes.size()) != size) throw MDError("cannot take the H5MD file's image");
+    return bytes;
+}
+
+void H5MDWriter::save(const std::string& path) const {
+    try {
+        writeFileAtomically(path, fileImage());
+    } catch (const std::runtime_error& e) {
+        throw MDError(e.what());
+    }
 }
 
 }  // namespace flowforce::md

@@ -1,27 +1,13 @@
 #include "flowforce/md/Molecule.h"
 
+#include "flowforce/md/Share.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <map>
-#include <sstream>
-#include <unistd.h>
-
-#ifndef FLOWFORCE_SHARE_BUILD_DIR
-#define FLOWFORCE_SHARE_BUILD_DIR ""
-#endif
-#ifndef FLOWFORCE_SOURCE_DATA_DIR
-#define FLOWFORCE_SOURCE_DATA_DIR ""
-#endif
-#ifndef FLOWFORCE_SOURCE_MD_DIR
-#define FLOWFORCE_SOURCE_MD_DIR ""
-#endif
-
-namespace fs = std::filesystem;
 
 namespace flowforce::md {
 
@@ -96,20 +82,6 @@ Molecule readPDB(const std::string& path) {
     return m;
 }
 
-std::string findShareFile(const std::string& name) {
-    std::vector<fs::path> candidates;
-    if (const char* env = std::getenv("FLOWFORCE_SHARE_DIR")) candidates.emplace_back(fs::path(env) / name);
-    std::error_code ec;
-    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-    if (!ec) candidates.push_back(self.parent_path().parent_path() / "share" / "flowforce" / name);
-    if (*FLOWFORCE_SHARE_BUILD_DIR) candidates.push_back(fs::path(FLOWFORCE_SHARE_BUILD_DIR) / name);
-    if (*FLOWFORCE_SOURCE_DATA_DIR) candidates.push_back(fs::path(FLOWFORCE_SOURCE_DATA_DIR) / name);
-    if (*FLOWFORCE_SOURCE_MD_DIR) candidates.push_back(fs::path(FLOWFORCE_SOURCE_MD_DIR) / name);
-    for (const auto& c : candidates)
-        if (fs::exists(c, ec)) return c.string();
-    throw MDError("cannot find '" + name + "' in the share folder (set FLOWFORCE_SHARE_DIR)");
-}
-
 std::string defaultMoleculePDB() { return findShareFile("alanine-dipeptide.pdb"); }
 
 double elementMass(const std::string& element) {
@@ -142,43 +114,6 @@ double dihedral(const OpenMM::Vec3& a, const OpenMM::Vec3& b, const OpenMM::Vec3
     const double y = b2len * b1.dot(n2);
     const double x = n1.dot(n2);
     return std::atan2(y, x);
-}
-
-void writeFileAtomically(const std::string& path, const std::string& bytes) {
-    const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) throw MDError("cannot write '" + tmp + "'");
-        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-        out.flush();
-        if (!out) {
-            std::remove(tmp.c_str());
-            throw MDError("cannot write '" + tmp + "' (disk full?)");
-        }
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        throw MDError("cannot rename '" + tmp + "' to '" + path + "'");
-    }
-}
-
-std::string readFile(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw MDError("cannot read '" + path + "'");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-std::string hashHex(const std::string& bytes) {
-    uint64_t h = 1469598103934665603ULL;
-    for (unsigned char c : bytes) {
-        h ^= c;
-        h *= 1099511628211ULL;
-    }
-    char buf[17];
-    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-    return buf;
 }
 
 }  // namespace flowforce::md

@@ -1,5 +1,5 @@
 #pragma once
-// Whole-file reads and atomic writes: the one place FlowForce touches files byte-wise.
+// Whole-file reads and atomic writes: the one place FlowForce touches files byte-wise; content hashes.
 
 #include <string>
 
@@ -12,5 +12,9 @@ std::string readFile(const std::string& path);
  *  flushed to disk (fsync) and then renamed over path, so a reader (or a run killed at any moment)
  *  sees the old file or the complete new one, never a part. Throws std::runtime_error. */
 void writeFileAtomically(const std::string& path, const std::string& bytes);
+
+/** 64-bit FNV-1a hash of bytes as 16 hex digits: a content key (cache names, run fingerprints), not a
+ *  cryptographic hash. */
+std::string hashHex(const std::string& bytes);
 
 }  // namespace flowforce

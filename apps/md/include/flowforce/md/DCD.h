@@ -2,6 +2,8 @@
 // DCD trajectories (CHARMM/NAMD binary format, as read by VMD, mdtraj, MDAnalysis): Fortran
 // unformatted records, little-endian, coordinates float32 in Angstrom, no unit cell.
 
+#include "flowforce/md/Error.h"
+
 #include <openmm/Vec3.h>
 
 #include <cstdint>

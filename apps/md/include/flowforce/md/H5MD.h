@@ -7,10 +7,12 @@
 //   /particles/<group>/mass                 [atoms] float64, Da (optional)
 //   /observables/potential_energy/{value,step,time} [frames] float64, kJ mol-1 (optional)
 //   /parameters/flowforce                   attributes describing the run (optional)
-// Time-dependent datasets are chunked along frames and extendable; the writer appends blocks of
-// frames and flushes the file after each block.
+// Time-dependent datasets are chunked along frames and extendable. The writer builds the file in
+// memory and saves it atomically (temporary file, fsync, rename): a reader, or a run killed at any
+// moment, sees no file, the previous one or the complete new one, never a part.
 
 #include "flowforce/Version.h"
+#include "flowforce/md/Error.h"
 
 #include <cstdint>
 #include <limits>
@@ -60,14 +62,12 @@ struct H5MDWriterOptions {
     size_t chunkFrames = 64;
 };
 
-/** Appends frames to an H5MD file. Not copyable; closes the file in the destructor. */
+/** Builds an H5MD file in memory, frames appended block by block, and saves it atomically.
+ *  Holds the whole file in memory (48 bytes per atom and frame with forces). Not copyable. */
 class H5MDWriter {
 public:
-    /** Creates (truncates) a file for `atoms` particles. */
-    H5MDWriter(const std::string& path, size_t atoms, const H5MDWriterOptions& options = {});
-    /** Opens a file this writer created, for appending, keeping only its first keepFrames frames
-     *  (dropping frames written after the last checkpoint). */
-    static std::unique_ptr<H5MDWriter> openForAppend(const std::string& path, size_t keepFrames);
+    /** An empty file for `atoms` particles. */
+    explicit H5MDWriter(size_t atoms, const H5MDWriterOptions& options = {});
     ~H5MDWriter();
     H5MDWriter(const H5MDWriter&) = delete;
     H5MDWriter& operator=(const H5MDWriter&) = delete;
@@ -76,17 +76,16 @@ public:
      *  energies [n] (if it has energies), steps [n], times [n] (ps). */
     void append(size_t n, const double* positions, const double* forces, const double* energies, const int64_t* steps,
                 const double* times);
-    /** Flushes everything written so far to the file on disk. */
-    void flush();
     /** Sets a string / number attribute of /parameters/flowforce. */
     void setParameter(const std::string& name, const std::string& value);
     void setParameter(const std::string& name, double value);
     size_t frames() const;
-    size_t atoms() const;
-    void close();
+    /** The bytes of the file as it stands. */
+    std::string fileImage() const;
+    /** Writes the file as it stands to path atomically (flowforce::writeFileAtomically); MDError if that fails. */
+    void save(const std::string& path) const;
 
 private:
-    H5MDWriter();
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
