@@ -14,6 +14,7 @@
 #include "flowforce/flow/ModelFile.h"
 #include "flowforce/flow/NativeFlow.h"
 #include "flowforce/md/Molecule.h"
+#include "flowforce/md/Platforms.h"
 
 #include <CLI/CLI.hpp>
 #include <OpenMM.h>

@@ -4,6 +4,7 @@
 #include "flowforce/flow/ModelFile.h"
 
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
 
 #include <cstdio>
 #include <dlfcn.h>
@@ -22,6 +23,12 @@
 #endif
 
 namespace flowforce::cli {
+
+std::string errorMessage(const std::exception& e) {
+    const auto* torchError = dynamic_cast<const c10::Error*>(&e);
+    const std::string message = torchError ? torchError->what_without_backtrace() : e.what();
+    return message.substr(0, message.find('\n'));
+}
 
 Progress::Progress(std::string label, long total)
     : label_(std::move(label)), total_(total > 0 ? total : 1), tty_(::isatty(2) != 0),

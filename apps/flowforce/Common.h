@@ -20,6 +20,10 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+/** The message of an exception as one line for the user: a LibTorch error (c10::Error) without its
+ *  backtrace, any message up to its first line break. */
+std::string errorMessage(const std::exception& e);
+
 /** One line of progress on stderr, redrawn in place on a terminal and printed every 10% otherwise. */
 class Progress {
 public:
@@ -54,7 +58,8 @@ void makeDirectories(const std::string& path);
 void registerToy(CLI::App& app);
 void registerBench(CLI::App& app);
 void registerTrain(CLI::App& app);
-void registerModelCommands(CLI::App& app);  // init, eval
+void registerInit(CLI::App& app);
+void registerEval(CLI::App& app);
 void registerData(CLI::App& app);
 void registerMD(CLI::App& app);
 

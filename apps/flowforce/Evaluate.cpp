@@ -1,10 +1,12 @@
-// flowforce init / eval: untrained molecular models, and the metrics of a model on a dataset and on
-// its own samples (seed paper section 6.3, SI-2.6).
+// flowforce eval: the metrics of a model on a dataset and on its own samples (seed paper section 6.3,
+// SI-2.6).
 #include "Common.h"
 #include "Molecular.h"
 
 #include "flowforce/flow/InternalCoordinates.h"
+#include "flowforce/flow/Losses.h"
 #include "flowforce/flow/ModelFile.h"
+#include "flowforce/flow/Physics.h"
 
 #include <CLI/CLI.hpp>
 
@@ -15,26 +17,6 @@
 namespace flowforce::cli {
 
 namespace {
-
-struct InitOptions {
-    MoleculeOptions molecule;
-    std::string transform = "smooth", out = "model.flow", json;
-    bool inverse = false;
-    uint64_t seed = 1;
-    double temperature = 300.0;
-};
-
-void runInit(const InitOptions& o) {
-    if (!(o.temperature > 0)) throw Error("--temperature must be positive (K)");
-    auto m = buildMolecularModel(o.molecule, o.transform, o.inverse, o.seed, o.temperature);
-    saveFlow(*m.flow, o.out, m.info);
-    const int64_t params = m.flow->parameterCount();
-    std::cout << "untrained " << o.transform << " flow (" << (o.inverse ? "inverse" : "forward")
-              << " direction), " << m.flow->dataDim() / 3 << " atoms, " << m.flow->dim() << " internal coordinates, "
-              << params << " parameters (paper: 758,168 smooth, 398,691 spline): " << o.out << "\n";
-    if (!o.json.empty())
-        writeJson(o.json, {{"model", o.out}, {"transform", o.transform}, {"parameters", params}, {"atoms", m.flow->dataDim() / 3}});
-}
 
 struct EvalOptions {
     MoleculeOptions molecule;
@@ -48,7 +30,7 @@ struct EvalOptions {
 /** phi/psi (rad) of alanine dipeptide frames [B, 66]; empty for other molecules. */
 std::pair<std::vector<double>, std::vector<double>> ramachandran(const torch::Tensor& x) {
     if (x.size(1) != 66) return {};
-    auto t = dihedrals(x, {{4, 6, 8, 14}, {6, 8, 14, 16}});  // [B, 2]
+    auto t = dihedrals(x, {kAlanineDipeptidePhi, kAlanineDipeptidePsi});  // [B, 2]
     auto phi = t.select(1, 0).contiguous(), psi = t.select(1, 1).contiguous();
     return {std::vector<double>(phi.data_ptr<double>(), phi.data_ptr<double>() + phi.numel()),
             std::vector<double>(psi.data_ptr<double>(), psi.data_ptr<double>() + psi.numel())};
@@ -70,7 +52,7 @@ void runEval(EvalOptions o) {
     }
     if (!flow->embedding()) throw Error(o.model + ": not a molecular model");
     if (o.temperature <= 0) o.temperature = info.value("temperature_K", 300.0);
-    const double kT = kBoltzmann * o.temperature;
+    const double kT = kBoltzmannKJPerMolK * o.temperature;
     auto data = loadMolecularData(o.data, flow->dataDim(), o.maxFrames, false);
     const int64_t frames = data.positions.size(0);
     std::cerr << "eval: " << o.model << " on " << frames << " frames of " << o.data << " and " << o.samples << " samples, T = "
@@ -96,7 +78,7 @@ void runEval(EvalOptions o) {
     const int64_t nPlot = std::min<int64_t>(frames, 20000);
     if (data.forces.defined()) {
         auto fRef = data.forces / kT;
-        ds["fme_per_nm2"] = (fRef + grad).pow(2).mean().item<double>();
+        ds["fme_per_nm2"] = forceMatchingLoss(fRef, grad).item<double>();
         auto fFlow = -grad * kT;
         ds["force_rmse_kJ_per_mol_nm"] = torch::sqrt((fFlow - data.forces).pow(2).mean()).item<double>();
         ds["force_rms_reference_kJ_per_mol_nm"] = torch::sqrt(data.forces.pow(2).mean()).item<double>();
@@ -131,25 +113,18 @@ void runEval(EvalOptions o) {
         auto uT = target->energies(x);
         auto fT = target->forces(x);  // k_B T / nm
         auto [uF, gF] = flow->energyAndGradient(x);
-        auto finite = torch::isfinite(uT).logical_and(uT < 1e8);
-        auto logw = torch::where(finite, -uT - logp, torch::full({}, -INFINITY, torch::kFloat64));
-        const double N = static_cast<double>(o.samples);
-        const double lse = torch::logsumexp(logw, 0).item<double>();
-        const double lse2 = torch::logsumexp(2.0 * logw, 0).item<double>();
-        const double essFraction = std::exp(2.0 * lse - lse2) / N;
-        const double logZ = lse - std::log(N);
-        auto cut = torch::where(uT <= 1e3, uT, 1e3 + torch::log1p((uT - 1e3).clamp_min(0))).clamp_max(1e9);
+        const auto is = importanceEstimates(uT, logp);
         nlohmann::json sm{{"count", o.samples},
-                          {"kld_plus_const", (cut + logp).mean().item<double>()},
-                          {"ess_fraction", essFraction},
-                          {"log_partition_function", logZ},
-                          {"energy_offset_kJ_per_mol", -kT * logZ},
-                          {"finite_target_energy_fraction", finite.to(torch::kFloat64).mean().item<double>()}};
-        auto ok = finite.nonzero().squeeze(1);
+                          {"kld_plus_const", reverseKL(uT, logp).item<double>()},
+                          {"ess_fraction", is.essFraction},
+                          {"log_partition_function", is.logPartitionFunction},
+                          {"energy_offset_kJ_per_mol", -kT * is.logPartitionFunction},
+                          {"finite_target_energy_fraction", is.valid.to(torch::kFloat64).mean().item<double>()}};
+        auto ok = is.valid.nonzero().squeeze(1);
         if (ok.numel() > 0) {
             auto dF = (-gF.index_select(0, ok) - fT.index_select(0, ok)) * kT;
             sm["force_rmse_kJ_per_mol_nm"] = torch::sqrt(dF.pow(2).mean()).item<double>();
-            sm["fme_per_nm2"] = (fT.index_select(0, ok) + gF.index_select(0, ok)).pow(2).mean().item<double>();
+            sm["fme_per_nm2"] = forceMatchingLoss(fT.index_select(0, ok), gF.index_select(0, ok)).item<double>();
             plot["sample_force_rmse"] = sm["force_rmse_kJ_per_mol_nm"];
             const int64_t m = std::min<int64_t>(ok.numel(), 300);
             plot["sample_force_frames"] = m;
@@ -193,20 +168,7 @@ void runEval(EvalOptions o) {
 
 }  // namespace
 
-void registerModelCommands(CLI::App& app) {
-    auto io = std::make_shared<InitOptions>();
-    auto* init = app.add_subcommand("init", "Write an untrained, seeded Boltzmann-generator model for a molecule");
-    addMoleculeOptions(*init, io->molecule);
-    init->add_option("--transform", io->transform, "smooth (8 bump components) or spline (8 bins)")
-        ->check(CLI::IsMember({"smooth", "spline"}))
-        ->capture_default_str();
-    init->add_flag("--inverse", io->inverse, "smooth transforms in the inverse direction (density by root finding)");
-    init->add_option("--temperature", io->temperature, "temperature stored in the model (K)")->capture_default_str();
-    init->add_option("--seed", io->seed, "random seed")->capture_default_str();
-    init->add_option("--out", io->out, "model file")->capture_default_str();
-    init->add_option("--json", io->json, "write a JSON summary");
-    init->callback([io]() { runInit(*io); });
-
+void registerEval(CLI::App& app) {
     auto eo = std::make_shared<EvalOptions>();
     auto* ev = app.add_subcommand("eval", "Metrics of a model on a dataset and on its own samples; plots");
     addMoleculeOptions(*ev, eo->molecule);

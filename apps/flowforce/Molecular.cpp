@@ -4,6 +4,7 @@
 
 #include "flowforce/flow/InternalCoordinates.h"
 #include "flowforce/flow/Molecular.h"
+#include "flowforce/flow/Physics.h"
 #include "flowforce/md/H5MD.h"
 #include "flowforce/md/Molecule.h"
 
@@ -90,12 +91,13 @@ namespace {
 class OpenMMTargetEnergy : public TargetEnergy {
 public:
     OpenMMTargetEnergy(std::unique_ptr<OpenMM::System> system, double temperature)
-        : system_(std::move(system)), integrator_(0.001), kT_(kBoltzmann * temperature),
+        : system_(std::move(system)), integrator_(0.001), kT_(kBoltzmannKJPerMolK * temperature),
           context_(*system_, integrator_, OpenMM::Platform::getPlatformByName("Reference")),
           n_(system_->getNumParticles()) {}
 
-    /** Energies [B] (k_B T) and gradients du/dx [B, 3n] (1/nm); non-finite energies become 1e9
-     *  with zero gradient, so the KLD's energy cut handles clashes. */
+    /** Energies [B] (k_B T) and gradients du/dx [B, 3n] (1/nm); non-finite energies become
+     *  kEnergyCeilingKT with zero gradient, so the KLD's energy cut handles clashes and importance
+     *  sampling leaves them out. */
     std::pair<torch::Tensor, torch::Tensor> compute(const torch::Tensor& xIn) {
         auto x = xIn.detach().to(torch::kFloat64).contiguous();
         const int64_t B = x.size(0);
@@ -113,14 +115,14 @@ public:
                 finite = finite && std::isfinite(p[0]) && std::isfinite(p[1]) && std::isfinite(p[2]);
             }
             if (!finite) {
-                pu[b] = 1e9;
+                pu[b] = kEnergyCeilingKT;
                 continue;
             }
             context_.setPositions(pos);
             auto state = context_.getState(OpenMM::State::Energy | OpenMM::State::Forces);
             const double e = state.getPotentialEnergy() / kT_;
             if (!std::isfinite(e)) {
-                pu[b] = 1e9;
+                pu[b] = kEnergyCeilingKT;
                 continue;
             }
             pu[b] = e;

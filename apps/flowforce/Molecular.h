@@ -14,9 +14,6 @@ class App;
 
 namespace flowforce::cli {
 
-/** Boltzmann constant in kJ/mol/K. */
-constexpr double kBoltzmann = 0.0083144626181532;
-
 /** A molecule: PDB + z-matrix; empty paths mean the built-in alanine dipeptide. */
 struct MoleculeOptions {
     std::string pdb, zmatrix;

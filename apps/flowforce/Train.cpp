@@ -1,17 +1,20 @@
 // flowforce train: trains a molecular flow on an H5MD dataset with the weighted loss of the seed
 // paper (eqs. 2-5): w_n NLL + w_k KLD + w_f FM, Adam with a per-epoch learning-rate decay, 90/10
-// train/validation split, validation metrics after every epoch, best model kept, resumable.
+// train/validation split, validation metrics after every epoch, best model kept. Interruptible: a
+// checkpoint after every epoch lets the same command continue where it stopped, and with --threads 1
+// the continued run ends with the same bytes as an uninterrupted one.
 #include "Common.h"
 #include "Molecular.h"
 
 #include "flowforce/flow/FileIO.h"
+#include "flowforce/flow/Losses.h"
 #include "flowforce/flow/ModelFile.h"
-#include "flowforce/md/H5MD.h"
+#include "flowforce/flow/Physics.h"
+#include "flowforce/md/Molecule.h"
 
 #include <CLI/CLI.hpp>
 
-#include <torch/csrc/autograd/autograd.h>
-
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
@@ -26,7 +29,7 @@ struct TrainOptions {
     MoleculeOptions molecule;
     std::string data, model, out = "model.flow", json, checkpoint;
     std::string transform = "smooth";
-    bool inverse = false, resume = false;
+    bool inverse = false, resume = false, restart = false;
     int64_t epochs = 10, batch = 128, kldBatch = 0, maxFrames = 0, valMaxFrames = 2000, kldValSamples = 512;
     double lr = 5e-4, lrDecay = 0.7, wNll = -1.0, wFm = 0.0, wKld = 0.0, valFraction = 0.1;
     double temperature = 0.0;
@@ -39,22 +42,169 @@ struct Metrics {
     double nll = NAN, fme = NAN, kld = NAN;
 };
 
-void runTrain(TrainOptions o) {
-    setThreads(o.threads);
+/** Where a run stands after its last completed epoch. */
+struct TrainingProgress {
+    int64_t epoch = 0;
+    nlohmann::json history = nlohmann::json::array();
+    double best = INFINITY;  // lowest finite validation loss so far
+    int64_t bestEpoch = 0;
+};
+
+// Random streams: each epoch draws its batch order, its reverse-KL latents and its validation samples
+// from generators seeded by the run's seed, the stream and the epoch, so an epoch draws the same numbers
+// whether or not the run was interrupted before it.
+constexpr uint64_t kOrderStream = 7919, kKldStream = 104729, kValidationStream = 1299709;
+at::Generator epochGenerator(uint64_t seed, uint64_t stream, int64_t epoch) {
+    return at::detail::createCPUGenerator(seed * stream + static_cast<uint64_t>(epoch));
+}
+
+/** A file's identity: its absolute path, size and a hash of its bytes. */
+nlohmann::json fileFingerprint(const std::string& path) {
+    std::string bytes;
+    try {
+        bytes = readFile(path);
+    } catch (const std::exception& e) {
+        throw Error(e.what());
+    }
+    return {{"path", std::filesystem::absolute(path).string()}, {"bytes", bytes.size()}, {"fnv1a64", hashHex(bytes)}};
+}
+
+/** The identity of a training run: everything that decides its result except the number of epochs (a run
+ *  may be extended) and the thread count. A checkpoint continues only the run it belongs to. */
+nlohmann::json runIdentity(const TrainOptions& o, const Flow& flow) {
+    return {{"data", fileFingerprint(o.data)},
+            {"start_model", o.model.empty() ? nlohmann::json("new") : fileFingerprint(o.model)},
+            {"architecture", hashHex(flow.config().dump())},
+            {"seed", o.seed},
+            {"w_nll", o.wNll},
+            {"w_fm", o.wFm},
+            {"w_kld", o.wKld},
+            {"batch", o.batch},
+            {"kld_batch", o.kldBatch},
+            {"lr", o.lr},
+            {"lr_decay", o.lrDecay},
+            {"temperature_K", o.temperature},
+            {"val_fraction", o.valFraction},
+            {"max_frames", o.maxFrames},
+            {"val_max_frames", o.valMaxFrames},
+            {"kld_val_samples", o.kldValSamples}};
+}
+
+/** The entries in which two run identities differ, e.g. "seed, data". */
+std::string differences(const nlohmann::json& a, const nlohmann::json& b) {
+    std::string names;
+    for (const auto& [key, value] : b.items())
+        if (!a.contains(key) || a[key] != value) names += (names.empty() ? "" : ", ") + key;
+    return names;
+}
+
+/**
+ * The checkpoint of a run, after every epoch: <prefix>.state holds the weights, the optimizer state and
+ * the progress in one LibTorch archive, so that one atomic rename commits an epoch (separate files could
+ * be caught half-way by a kill, with weights and optimizer of different epochs); <prefix>.json repeats
+ * the progress and the run's identity for people, written after it.
+ */
+struct Checkpoint {
+    std::string prefix;
+
+    std::string statePath() const { return prefix + ".state"; }
+    std::string jsonPath() const { return prefix + ".json"; }
+    bool exists() const { return std::filesystem::exists(statePath()); }
+    void remove() const {
+        std::filesystem::remove(statePath());
+        std::filesystem::remove(jsonPath());
+    }
+
+    void save(const Flow& flow, torch::optim::Optimizer& opt, const nlohmann::json& identity, const TrainingProgress& p) const {
+        const nlohmann::json progress{{"run", identity},
+                                      {"epoch", p.epoch},
+                                      {"history", p.history},
+                                      {"best_validation_loss", p.best},  // null while no epoch gave a finite one
+                                      {"best_epoch", p.bestEpoch}};
+        torch::serialize::OutputArchive archive, weights, optimizer;
+        flow.save(weights);
+        opt.save(optimizer);
+        archive.write("weights", weights);
+        archive.write("optimizer", optimizer);
+        archive.write("progress", c10::IValue(progress.dump()));
+        std::ostringstream bytes;
+        archive.save_to(bytes);
+        try {
+            writeFileAtomically(statePath(), bytes.str());
+        } catch (const std::exception& e) {
+            throw Error(e.what());
+        }
+        writeJson(jsonPath(), progress);
+    }
+
+    /** Restores weights and optimizer state of a checkpoint of the run with this identity, and returns its
+     *  progress; refuses (Error) a damaged checkpoint or one of another run. */
+    TrainingProgress load(Flow& flow, torch::optim::Optimizer& opt, const nlohmann::json& identity) const {
+        const std::string restart = "; --restart discards it, another --checkpoint keeps it";
+        torch::serialize::InputArchive archive, weights, optimizer;
+        nlohmann::json progress;
+        try {
+            const std::string bytes = readFile(statePath());
+            archive.load_from(bytes.data(), bytes.size());
+            c10::IValue text;
+            archive.read("progress", text);
+            progress = nlohmann::json::parse(text.toStringRef());
+        } catch (const std::exception& e) {
+            throw Error("checkpoint '" + statePath() + "' is damaged (" + errorMessage(e) + ")" + restart);
+        }
+        if (!progress.contains("run") || progress["run"] != identity)
+            throw Error("checkpoint '" + statePath() + "' belongs to another run (different " +
+                        differences(progress.value("run", nlohmann::json::object()), identity) + ")" + restart);
+        try {
+            archive.read("weights", weights);
+            flow.load(weights);
+            archive.read("optimizer", optimizer);
+            opt.load(optimizer);
+            TrainingProgress p;
+            p.epoch = progress.at("epoch").get<int64_t>();
+            p.history = progress.at("history");
+            if (progress.at("best_validation_loss").is_number()) p.best = progress["best_validation_loss"].get<double>();
+            p.bestEpoch = progress.at("best_epoch").get<int64_t>();
+            return p;
+        } catch (const std::exception& e) {
+            throw Error("checkpoint '" + statePath() + "' is damaged (" + errorMessage(e) + ")" + restart);
+        }
+    }
+};
+
+/** Checks the options and fills in their defaults. */
+void checkOptions(TrainOptions& o) {
     if (o.data.empty()) throw Error("--data FILE.h5 is required");
     if (o.epochs < 1 || o.batch < 1) throw Error("--epochs and --batch must be positive");
     if (o.wFm < 0 || o.wKld < 0) throw Error("loss weights must be non-negative");
     if (o.wNll < 0) o.wNll = 1.0 - o.wFm - o.wKld;  // Table 1: w_n = 1 - w_k - w_f
     if (o.wNll < 0) throw Error("--w-fm + --w-kld exceed 1; give --w-nll explicitly");
     if (!(o.valFraction > 0 && o.valFraction < 1)) throw Error("--val-fraction must lie in (0, 1)");
+    if (!o.model.empty() && std::filesystem::exists(o.model) && std::filesystem::exists(o.out) &&
+        std::filesystem::equivalent(o.model, o.out))
+        throw Error("--model and --out are the same file: the best model would replace the starting point (give another --out)");
     if (o.checkpoint.empty()) o.checkpoint = o.out + ".ckpt";
     if (o.kldBatch <= 0) o.kldBatch = o.batch;
+}
+
+void runTrain(TrainOptions o) {
+    setThreads(o.threads);
+    checkOptions(o);
+    const Checkpoint checkpoint{o.checkpoint};
+    for (const auto& path : {o.out, o.json, checkpoint.statePath(), checkpoint.jsonPath()})
+        if (!path.empty()) removeStaleTemporaries(path);  // left by a run that was killed while writing
+    if (o.restart) checkpoint.remove();
+    if (o.resume && !checkpoint.exists()) throw Error("--resume: no checkpoint '" + checkpoint.statePath() + "' to continue from");
 
     // --- model ---
     std::shared_ptr<Flow> flow;
     nlohmann::json info;
     if (!o.model.empty()) {
-        flow = loadFlow(o.model, &info);
+        try {
+            flow = loadFlow(o.model, &info);
+        } catch (const std::exception& e) {
+            throw Error(e.what());
+        }
     } else {
         auto m = buildMolecularModel(o.molecule, o.transform, o.inverse, o.seed);
         flow = m.flow;
@@ -62,7 +212,7 @@ void runTrain(TrainOptions o) {
     }
     if (o.temperature <= 0) o.temperature = info.value("temperature_K", 300.0);
     info["temperature_K"] = o.temperature;
-    const double kT = kBoltzmann * o.temperature;  // kJ/mol
+    const double kT = kBoltzmannKJPerMolK * o.temperature;  // kJ/mol
 
     // --- data ---
     auto dataset = loadMolecularData(o.data, flow->dataDim(), o.maxFrames, o.wFm > 0);
@@ -72,6 +222,8 @@ void runTrain(TrainOptions o) {
     const int64_t nVal = std::max<int64_t>(1, static_cast<int64_t>(std::round(o.valFraction * static_cast<double>(frames))));
     auto valIdx = perm.narrow(0, 0, nVal), trainIdx = perm.narrow(0, nVal, frames - nVal);
     auto xTrain = dataset.positions.index_select(0, trainIdx), xVal = dataset.positions.index_select(0, valIdx);
+    if (o.batch > xTrain.size(0))
+        throw Error("--batch " + std::to_string(o.batch) + " exceeds the " + std::to_string(xTrain.size(0)) + " training frames of " + o.data);
     torch::Tensor fTrain, fVal;  // reference forces in units of k_B T (1/nm)
     if (dataset.forces.defined()) {
         fTrain = dataset.forces.index_select(0, trainIdx) / kT;
@@ -87,56 +239,40 @@ void runTrain(TrainOptions o) {
               << " FM; T = " << o.temperature << " K\n";
 
     torch::optim::Adam opt(flow->parameters(), torch::optim::AdamOptions(o.lr));
-    nlohmann::json history = nlohmann::json::array();
-    int64_t startEpoch = 0;
-    double best = INFINITY;
-    if (o.resume && std::filesystem::exists(o.checkpoint + ".json")) {
-        auto state = nlohmann::json::parse(readFile(o.checkpoint + ".json"));
-        auto ckptModel = loadFlow(o.checkpoint + ".flow");
-        {
-            torch::NoGradGuard ng;
-            auto dst = flow->named_parameters();
-            for (auto& p : ckptModel->named_parameters()) dst[p.key()].copy_(p.value());
-        }
-        torch::load(opt, o.checkpoint + ".optim");
-        startEpoch = state.at("epoch").get<int64_t>();
-        history = state.at("history");
-        best = state.value("best_validation_loss", INFINITY);
-        std::cerr << "train: resumed from " << o.checkpoint << " after epoch " << startEpoch << "\n";
+    const nlohmann::json identity = runIdentity(o, *flow);
+    TrainingProgress progress;
+    if (checkpoint.exists()) {
+        progress = checkpoint.load(*flow, opt, identity);
+        if (progress.epoch > o.epochs)
+            throw Error("checkpoint '" + checkpoint.statePath() + "' is at epoch " + std::to_string(progress.epoch) +
+                        ", past --epochs " + std::to_string(o.epochs) + " (--restart discards it)");
+        std::cerr << "train: resumed from " << checkpoint.statePath() << " after epoch " << progress.epoch
+                  << " (--restart starts over)\n";
     }
 
-    auto lambdaCut = [](const torch::Tensor& e) {  // SI-2.5 energy cut for the reverse KL
-        return torch::where(e <= 1e3, e, 1e3 + torch::log1p((e - 1e3).clamp_min(0.0))).clamp_max(1e9);
-    };
-
-    auto evaluate = [&]() {
+    auto evaluate = [&](int64_t epoch) {
         Metrics m;
         double nll = 0, fme = 0;
-        const int64_t nFme = std::min<int64_t>(xVal.size(0), o.valMaxFrames);
+        const int64_t nFme = fVal.defined() ? std::min<int64_t>(xVal.size(0), o.valMaxFrames) : 0;
         for (int64_t s = 0; s < xVal.size(0); s += 512) {
             const int64_t n = std::min<int64_t>(512, xVal.size(0) - s);
-            auto x = xVal.narrow(0, s, n);
-            if (fVal.defined() && s < nFme) {
-                const int64_t nf = std::min<int64_t>(n, nFme - s);
-                auto [u, grad] = flow->energyAndGradient(x.narrow(0, 0, nf));
-                fme += (fVal.narrow(0, s, nf) + grad).pow(2).sum().item<double>();
-                if (nf < n) {
-                    torch::NoGradGuard ng;
-                    u = torch::cat({u, -flow->logProb(x.narrow(0, nf, n - nf))});
-                }
-                nll += u.sum().item<double>();
-            } else {
+            const int64_t nf = std::clamp<int64_t>(nFme - s, 0, n);  // of which with the FME
+            if (nf > 0) {
+                auto l = dataLosses(*flow, xVal.narrow(0, s, nf), fVal.narrow(0, s, nf));
+                nll += l.nll.item<double>() * static_cast<double>(nf);
+                fme += l.fm.item<double>() * static_cast<double>(nf);
+            }
+            if (nf < n) {
                 torch::NoGradGuard ng;
-                nll -= flow->logProb(x).sum().item<double>();
+                nll += dataLosses(*flow, xVal.narrow(0, s + nf, n - nf)).nll.item<double>() * static_cast<double>(n - nf);
             }
         }
         m.nll = nll / static_cast<double>(xVal.size(0));
-        if (fVal.defined()) m.fme = fme / static_cast<double>(nFme * xVal.size(1));  // per Cartesian component
+        if (nFme > 0) m.fme = fme / static_cast<double>(nFme);
         if (target && o.kldValSamples > 0) {
             torch::NoGradGuard ng;
-            auto s = flow->sample(o.kldValSamples);
-            auto u = target->energies(s.out);
-            m.kld = (lambdaCut(u) + s.logdet).mean().item<double>();
+            auto s = flow->sample(o.kldValSamples, torch::kFloat64, epochGenerator(o.seed, kValidationStream, epoch));
+            m.kld = reverseKL(target->energies(s.out), s.logdet).item<double>();
         }
         return m;
     };
@@ -148,70 +284,71 @@ void runTrain(TrainOptions o) {
     };
 
     const int64_t batchesPerEpoch = std::max<int64_t>(1, xTrain.size(0) / o.batch);
-    for (int64_t epoch = startEpoch; epoch < o.epochs; ++epoch) {
+    for (int64_t epoch = progress.epoch; epoch < o.epochs; ++epoch) {
         const double lr = o.lr * std::pow(o.lrDecay, static_cast<double>(epoch));
         static_cast<torch::optim::AdamOptions&>(opt.param_groups()[0].options()).lr(lr);
-        auto order = torch::randperm(xTrain.size(0), at::detail::createCPUGenerator(o.seed * 7919 + static_cast<uint64_t>(epoch)),
-                                     torch::kLong);
-        auto kldGen = at::detail::createCPUGenerator(o.seed * 104729 + static_cast<uint64_t>(epoch));
-        Progress progress("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(o.epochs), batchesPerEpoch);
-        double running = 0;
+        auto order = torch::randperm(xTrain.size(0), epochGenerator(o.seed, kOrderStream, epoch), torch::kLong);
+        auto kldGen = epochGenerator(o.seed, kKldStream, epoch);
+        Progress bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(o.epochs), batchesPerEpoch);
+        double running = NAN;
+        int64_t skipped = 0;
         for (int64_t b = 0; b < batchesPerEpoch; ++b) {
             auto idx = order.narrow(0, b * o.batch, o.batch);
-            auto x = xTrain.index_select(0, idx);
             torch::Tensor loss = torch::zeros({}, torch::kFloat64);
-            if (o.wFm > 0) {
-                auto [u, grad] = flow->energyAndGradient(x, /*createGraph=*/true);
-                if (o.wNll > 0) loss = loss + o.wNll * u.mean();
-                // FM per Cartesian component (mean over the 3n components): the normalisation under which
-                // the paper's w_f = 0.001 (Table 1) balances NLL and FM, and its FME values compare.
-                loss = loss + o.wFm * (fTrain.index_select(0, idx) + grad).pow(2).mean();
-            } else if (o.wNll > 0) {
-                loss = loss - o.wNll * flow->logProb(x).mean();
+            if (o.wNll > 0 || o.wFm > 0) {
+                auto l = dataLosses(*flow, xTrain.index_select(0, idx), o.wFm > 0 ? fTrain.index_select(0, idx) : torch::Tensor(),
+                                    /*createGraph=*/true);
+                if (o.wNll > 0) loss = loss + o.wNll * l.nll;
+                if (o.wFm > 0) loss = loss + o.wFm * l.fm;
             }
             if (o.wKld > 0) {
-                auto z = torch::rand({o.kldBatch, flow->dim()}, kldGen, torch::kFloat64);
-                auto r = flow->inverse(z);
-                auto u = target->energiesWithGradient(r.out);
-                loss = loss + o.wKld * (lambdaCut(u) - r.logdet).mean();
+                auto s = flow->sample(o.kldBatch, torch::kFloat64, kldGen);
+                loss = loss + o.wKld * reverseKL(target->energiesWithGradient(s.out), s.logdet);
             }
-            if (!std::isfinite(loss.item<double>())) {
-                std::cerr << "\nwarning: non-finite loss in epoch " << epoch + 1 << ", batch " << b + 1 << "; batch skipped\n";
+            const double value = loss.item<double>();
+            if (!std::isfinite(value)) {
+                ++skipped;
                 continue;
             }
             opt.zero_grad();
             loss.backward();
             opt.step();
-            running = b == 0 ? loss.item<double>() : 0.95 * running + 0.05 * loss.item<double>();
+            running = std::isnan(running) ? value : 0.95 * running + 0.05 * value;
             std::ostringstream s;
             s << "loss " << std::fixed << std::setprecision(3) << running << ", lr " << std::scientific << std::setprecision(1) << lr;
-            progress.update(b + 1, s.str());
+            bar.update(b + 1, s.str());
         }
-        auto m = evaluate();
+        auto m = evaluate(epoch);
         const double vl = validationLoss(m);
         std::ostringstream s;
         s << std::setprecision(5) << "validation: NLL " << m.nll << " nats";
         if (!std::isnan(m.fme)) s << ", FME " << m.fme << " nm^-2";
-        if (!std::isnan(m.kld)) s << ", KLD " << m.kld << " (+const)";
-        progress.finish(s.str());
+        if (!std::isnan(m.kld)) s << ", KLD " << m.kld << " k_B T (+const)";
+        bar.finish(s.str());
+        if (skipped > 0)
+            std::cerr << "warning: epoch " << epoch + 1 << ": " << skipped << " of " << batchesPerEpoch
+                      << " batches had a non-finite loss and were skipped\n";
         nlohmann::json entry{{"epoch", epoch + 1}, {"learning_rate", lr}, {"train_loss", running}, {"val_nll_nats", m.nll}};
         if (!std::isnan(m.fme)) entry["val_fme_per_nm2"] = m.fme;
         if (!std::isnan(m.kld)) entry["val_kld"] = m.kld;
-        history.push_back(entry);
-        info["training"] = {{"data", o.data},       {"epochs_done", epoch + 1}, {"w_nll", o.wNll}, {"w_fm", o.wFm},
-                            {"w_kld", o.wKld},      {"batch", o.batch},          {"lr", o.lr},      {"lr_decay", o.lrDecay},
-                            {"history", history}};
-        if (vl < best) {
-            best = vl;
+        progress.history.push_back(entry);
+        progress.epoch = epoch + 1;
+        info["training"] = {{"data", o.data},  {"epochs_done", epoch + 1}, {"w_nll", o.wNll},        {"w_fm", o.wFm},
+                            {"w_kld", o.wKld}, {"batch", o.batch},          {"lr", o.lr},             {"lr_decay", o.lrDecay},
+                            {"seed", o.seed},  {"history", progress.history}};
+        if (std::isfinite(vl) && vl < progress.best) {
+            progress.best = vl;
+            progress.bestEpoch = epoch + 1;
             saveFlow(*flow, o.out, info);
             std::cerr << "  best so far (validation loss " << vl << "): saved " << o.out << "\n";
         }
-        // checkpoint: model, optimizer, progress (each written atomically; the JSON last)
-        saveFlow(*flow, o.checkpoint + ".flow", info);
-        torch::save(opt, o.checkpoint + ".optim.tmp");
-        std::filesystem::rename(o.checkpoint + ".optim.tmp", o.checkpoint + ".optim");
-        writeJson(o.checkpoint + ".json", {{"epoch", epoch + 1}, {"history", history}, {"best_validation_loss", best}});
+        checkpoint.save(*flow, opt, identity, progress);
     }
+    if (progress.bestEpoch == 0)
+        throw Error("no epoch gave a finite validation loss (" + std::to_string(progress.epoch) +
+                    " trained); no model written (try a smaller --lr, check the data)");
+    if (!std::filesystem::exists(o.out))
+        throw Error("the checkpoint says training is complete but '" + o.out + "' is missing (--restart trains again)");
     nlohmann::json report{{"model", o.out},
                           {"parameters", flow->parameterCount()},
                           {"data", o.data},
@@ -219,17 +356,21 @@ void runTrain(TrainOptions o) {
                           {"validation_frames", xVal.size(0)},
                           {"weights", {{"nll", o.wNll}, {"kld", o.wKld}, {"fm", o.wFm}}},
                           {"temperature_K", o.temperature},
-                          {"best_validation_loss", best},
-                          {"history", history}};
+                          {"best_validation_loss", progress.best},
+                          {"best_epoch", progress.bestEpoch},
+                          {"history", progress.history}};
     if (!o.json.empty()) writeJson(o.json, report);
-    std::cout << "trained model: " << o.out << " (best validation loss " << best << ")\n";
+    std::cout << "trained model: " << o.out << " (best of " << o.epochs << " epochs: epoch " << progress.bestEpoch
+              << ", validation loss " << progress.best << " = " << o.wNll << " NLL [nats] + " << o.wFm << " FME [nm^-2] + "
+              << o.wKld << " KLD [k_B T])\n";
 }
 
 }  // namespace
 
 void registerTrain(CLI::App& app) {
     auto o = std::make_shared<TrainOptions>();
-    auto* cmd = app.add_subcommand("train", "Train a molecular flow: w_n NLL + w_k KLD + w_f force matching");
+    auto* cmd = app.add_subcommand("train", "Train a molecular flow: w_n NLL + w_k KLD + w_f force matching; rerun the same "
+                                            "command to continue after an interruption");
     addMoleculeOptions(*cmd, o->molecule);
     cmd->add_option("--data", o->data, "H5MD dataset (positions; forces for --w-fm)")->required();
     cmd->add_option("--model", o->model, "start from this model file instead of a new one");
@@ -249,10 +390,13 @@ void registerTrain(CLI::App& app) {
     cmd->add_option("--val-max-frames", o->valMaxFrames, "validation frames used for the FME")->capture_default_str();
     cmd->add_option("--max-frames", o->maxFrames, "use at most this many frames of the dataset (0: all)")->capture_default_str();
     cmd->add_option("--temperature", o->temperature, "K (default: the model's, else 300)");
-    cmd->add_option("--checkpoint", o->checkpoint, "checkpoint prefix (default: OUT.ckpt)");
-    cmd->add_flag("--resume", o->resume, "continue from the checkpoint");
+    cmd->add_option("--checkpoint", o->checkpoint,
+                    "checkpoint prefix (default: OUT.ckpt): PREFIX.state after every epoch, PREFIX.json; a checkpoint of "
+                    "the same run is continued, one of another run (data, model, seed, loss, batch, learning rate) refused");
+    auto* resume = cmd->add_flag("--resume", o->resume, "require a checkpoint to continue from (without it one is used if present)");
+    cmd->add_flag("--restart", o->restart, "discard the checkpoint and start over")->excludes(resume);
     cmd->add_option("--seed", o->seed, "random seed")->capture_default_str();
-    cmd->add_option("--threads", o->threads, "LibTorch threads (0: all cores)")->capture_default_str();
+    cmd->add_option("--threads", o->threads, "LibTorch threads (0: all cores; 1: reproducible bit for bit)")->capture_default_str();
     cmd->add_option("--json", o->json, "write the training report as JSON");
     cmd->callback([o]() { runTrain(*o); });
 }

@@ -13,7 +13,8 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.set_version_flag("--version", "flowforce " FLOWFORCE_VERSION);
     flowforce::cli::registerToy(app);
-    flowforce::cli::registerModelCommands(app);
+    flowforce::cli::registerInit(app);
+    flowforce::cli::registerEval(app);
     flowforce::cli::registerTrain(app);
     flowforce::cli::registerBench(app);
     flowforce::cli::registerData(app);
@@ -23,9 +24,10 @@ int main(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
     } catch (const std::exception& e) {
-        std::string cmd;
-        for (auto* sub : app.get_subcommands()) cmd += " " + sub->get_name();
-        std::cerr << "flowforce" << cmd << ": error: " << e.what() << "\n";
+        std::string cmd;  // the chain of subcommands, e.g. " bench inverse"
+        for (CLI::App* sub = &app; !sub->get_subcommands().empty(); sub = sub->get_subcommands().front())
+            cmd += " " + sub->get_subcommands().front()->get_name();
+        std::cerr << "flowforce" << cmd << ": error: " << flowforce::cli::errorMessage(e) << "\n";
         return 1;
     }
     return 0;

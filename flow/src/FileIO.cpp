@@ -1,9 +1,12 @@
 #include "flowforce/flow/FileIO.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -23,8 +26,16 @@ std::string readFile(const std::string& path) {
     return ss.str();
 }
 
+namespace {
+/** writeFileAtomically writes path through path + kTemporaryInfix + its process id. */
+constexpr const char* kTemporaryInfix = ".tmp.";
+
+/** Whether a process other than this one runs with that id. */
+bool otherProcessRuns(pid_t pid) { return pid != ::getpid() && (::kill(pid, 0) == 0 || errno == EPERM); }
+}  // namespace
+
 void writeFileAtomically(const std::string& path, const std::string& bytes) {
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+    const std::string tmp = path + kTemporaryInfix + std::to_string(::getpid());
     FILE* f = std::fopen(tmp.c_str(), "wb");
     if (!f) throw std::runtime_error("cannot write '" + tmp + "': " + std::strerror(errno));
     const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() && std::fflush(f) == 0 &&
@@ -51,6 +62,23 @@ std::string hashHex(const std::string& bytes) {
     char buf[17];
     std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
     return buf;
+}
+
+int removeStaleTemporaries(const std::string& path) {
+    namespace fs = std::filesystem;
+    const fs::path target = fs::absolute(path);
+    const std::string prefix = target.filename().string() + kTemporaryInfix;
+    std::error_code ec;
+    int removed = 0;
+    for (const auto& entry : fs::directory_iterator(target.parent_path(), ec)) {
+        const std::string name = entry.path().filename().string();
+        const std::string pid = name.substr(std::min(name.size(), prefix.size()));
+        if (name.compare(0, prefix.size(), prefix) != 0 || pid.empty() || pid.size() > 9 ||
+            pid.find_first_not_of("0123456789") != std::string::npos || otherProcessRuns(std::stoi(pid)))
+            continue;
+        if (fs::remove(entry.path(), ec)) ++removed;
+    }
+    return removed;
 }
 
 }  // namespace flowforce

@@ -212,8 +212,8 @@ FlowResult Flow::inverse(const torch::Tensor& z) {
     return {h, logdet};
 }
 
-FlowResult Flow::sample(int64_t n, torch::TensorOptions options) {
-    auto z = torch::rand({n, dim_}, options);
+FlowResult Flow::sample(int64_t n, torch::TensorOptions options, c10::optional<at::Generator> generator) {
+    auto z = torch::rand({n, dim_}, generator, options);
     auto r = inverse(z);
     return {r.out, -r.logdet};
 }

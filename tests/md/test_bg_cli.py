@@ -1,49 +1,24 @@
 """Tests of the Boltzmann-generator commands: `flowforce init`, `train`, `eval` (run by ctest).
 
-Environment as in test_md_cli.py: FLOWFORCE_BIN, FLOWFORCE_TEST_TMP. Small datasets and one or two
-epochs: these check the plumbing and the properties that hold after any amount of training.
+Environment: see cli_helpers.py. Small datasets and two epochs: these check the plumbing, the
+consistency of the reported metrics, and that training improves the model on held-out frames.
 """
 import json
 import math
 import os
-import shutil
-import subprocess
 
 import pytest
 
-BIN = os.environ.get("FLOWFORCE_BIN", "build/bin/flowforce")
-KT_300 = 0.008314462618 * 300.0  # kJ/mol
+from cli_helpers import KB, assert_one_line_error, run
+
+KT_300 = KB * 300.0  # kJ/mol
 
 
 @pytest.fixture(scope="module")
-def work():
-    base = os.environ.get("FLOWFORCE_TEST_TMP")
-    if not base:
-        pytest.skip("FLOWFORCE_TEST_TMP not set")
-    d = os.path.join(base, "bg")
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
-    return d
-
-
-def run(*args, check=True):
-    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise AssertionError(f"flowforce {' '.join(map(str, args))} failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    return p
-
-
-def assert_one_line_error(p, cmd):
-    assert p.returncode != 0, p.stderr
-    errors = [line for line in p.stderr.splitlines() if "error" in line]
-    assert len(errors) == 1, p.stderr
-    assert errors[0].startswith(f"flowforce {cmd}: error: "), p.stderr
-
-
-@pytest.fixture(scope="module")
-def dataset(work):
-    path = os.path.join(work, "ala2.h5")
-    run("data", "--out", path, "--ns", 0.08, "--equilibration-ps", 2, "--seed", 5)
+def test_data(work):
+    """Held-out frames: another trajectory (seed) of the same molecule."""
+    path = os.path.join(work, "ala2-test.h5")
+    run("data", "--out", path, "--ns", 0.03, "--equilibration-ps", 2, "--seed", 6)
     return path
 
 
@@ -83,8 +58,12 @@ def test_bg_train_report(trained):
     history = report["history"]
     assert [h["epoch"] for h in history] == [1, 2]
     for h in history:
-        assert math.isfinite(h["val_nll_nats"]) and math.isfinite(h["val_fme_per_nm2"]) and h["val_fme_per_nm2"] > 0
+        assert h["val_fme_per_nm2"] > 0
         assert "val_kld" in h
+    # the kept model is the epoch of the lowest validation loss w_n NLL + w_f FME (w_k = 0)
+    losses = [0.999 * h["val_nll_nats"] + 0.001 * h["val_fme_per_nm2"] for h in history]
+    assert report["best_validation_loss"] == pytest.approx(min(losses), rel=1e-12, abs=1e-12)
+    assert report["best_epoch"] == 1 + losses.index(min(losses))
     assert report["weights"] == {"nll": pytest.approx(0.999), "kld": 0.0, "fm": 0.001}
     assert report["train_frames"] + report["validation_frames"] == 80
 
@@ -98,11 +77,27 @@ def test_bg_eval_metrics_are_consistent(work, dataset, trained):
     ds, sm = ev["dataset"], ev["samples"]
     # FME is the mean squared force error per component in units of k_B T: force RMSE = k_B T sqrt(FME).
     assert ds["force_rmse_kJ_per_mol_nm"] == pytest.approx(KT_300 * math.sqrt(ds["fme_per_nm2"]), rel=1e-6)
-    assert math.isfinite(ds["nll_nats"])
     assert sm["count"] == 64
     assert 0 < sm["ess_fraction"] <= 1
+    assert 0 <= sm["finite_target_energy_fraction"] <= 1
+    # the energy offset that normalises the flow potential is -k_B T log Z
+    assert sm["energy_offset_kJ_per_mol"] == pytest.approx(-KT_300 * sm["log_partition_function"], rel=1e-6)
+    assert sm["force_rmse_kJ_per_mol_nm"] == pytest.approx(KT_300 * math.sqrt(sm["fme_per_nm2"]), rel=1e-6)
     for name in ("ramachandran.png", "forces-energies.png"):
         assert os.path.getsize(os.path.join(plots, name)) > 1000
+
+
+def test_bg_training_lowers_held_out_nll(work, test_data, trained):
+    """The trained model (seed 1) describes unseen frames better than the untrained model it started from."""
+    model, _ = trained
+    untrained = os.path.join(work, "untrained-smooth.flow")
+    run("init", "--transform", "smooth", "--seed", 1, "--out", untrained)
+    nll = {}
+    for name, path in (("untrained", untrained), ("trained", model)):
+        out = os.path.join(work, f"eval-{name}.json")
+        run("eval", "--model", path, "--data", test_data, "--samples", 0, "--threads", 1, "--json", out)
+        nll[name] = json.load(open(out))["dataset"]["nll_nats"]
+    assert nll["trained"] < nll["untrained"] - 5.0, nll
 
 
 def test_bg_train_resumes_from_checkpoint(work, dataset):

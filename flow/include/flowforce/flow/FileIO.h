@@ -16,5 +16,9 @@ void writeFileAtomically(const std::string& path, const std::string& bytes);
 /** 64-bit FNV-1a hash of bytes as 16 hex digits: a content key (cache names, run fingerprints), not a
  *  cryptographic hash. */
 std::string hashHex(const std::string& bytes);
+/** Removes the temporary files that writeFileAtomically left for path when its writer was killed
+ *  (those of processes that no longer run, or of this one); returns how many. For a program that
+ *  writes path and starts over after an interruption; call it before writing. */
+int removeStaleTemporaries(const std::string& path);
 
 }  // namespace flowforce

@@ -139,8 +139,10 @@ public:
 
     /** log p(x) [B] for x [B, d]. */
     torch::Tensor logProb(const torch::Tensor& x) { return forward(x).logdet; }
-    /** n samples x and their log p(x), by pushing uniform latents through inverse(). */
-    FlowResult sample(int64_t n, torch::TensorOptions options = torch::kFloat64);
+    /** n samples x and their log p(x), by pushing uniform latents through inverse(); the latents come
+     *  from the generator if one is given, else from LibTorch's default generator. */
+    FlowResult sample(int64_t n, torch::TensorOptions options = torch::kFloat64,
+                      c10::optional<at::Generator> generator = c10::nullopt);
     /** -log p(x) and its gradient d(-log p)/dx (the force is the negative gradient), both [B], [B, d];
      *  with createGraph the gradient stays differentiable (force matching). */
     std::pair<torch::Tensor, torch::Tensor> energyAndGradient(const torch::Tensor& x, bool createGraph = false);
