@@ -206,7 +206,9 @@ double mdStepMicroseconds(const OpenMM::System& system, const std::vector<OpenMM
 
 void runBenchForce(const BenchForceOptions& o) {
     if (o.batch < 1 || o.mdSteps < 100 || !(o.minSeconds > 0)) throw Error("--batch must be positive, --md-steps >= 100, --min-seconds > 0");
-    setThreads(o.threads);
+    // LibTorch computes on one thread until its own figure (last): an OpenMP team left spinning after
+    // LibTorch work would take a core from the native evaluator's and OpenMM's threads
+    setThreads(1);
     // --- the model and configurations
     ModelFile file;
     std::string source;
@@ -271,17 +273,12 @@ void runBenchForce(const BenchForceOptions& o) {
         std::cerr << "  native " << name << ": " << std::fixed << std::setprecision(1) << eg.median << " us per energy+force (limit "
                   << lim.median << " us), " << e.median << " us energy only, " << batch.median / static_cast<double>(o.batch)
                   << " us per configuration at batch " << o.batch << "\n";
-    }
-    {
-        auto xt = torch::from_blob(x1.data(), {1, D}, torch::kFloat64).clone();
-        auto xbt = torch::from_blob(xB.data(), {o.batch, D}, torch::kFloat64).clone();
-        flow->eval();
-        const auto lt = timeCalls([&] { sink += flow->energyAndGradient(xt).first.item<double>(); }, o.minSeconds, 2);
-        const auto ltb = timeCalls([&] { sink += flow->energyAndGradient(xbt).first.sum().item<double>(); }, o.minSeconds, 1);
-        report["libtorch_us"] = lt.median;
-        report["libtorch_batch_us"] = ltb.median / static_cast<double>(o.batch);
-        std::cerr << "  LibTorch autograd: " << lt.median << " us per energy+force, " << ltb.median / static_cast<double>(o.batch)
-                  << " us per configuration at batch " << o.batch << "\n";
+        if (o.threads > 1) {  // the conditioner heads of each coupling side by side (NativeEvaluator threads)
+            NativeEvaluator team(native, p, o.threads);
+            const auto t = timeCalls([&] { sink += team.energyAndGradient(x1.data(), g.data()); }, o.minSeconds, 20);
+            report["native_" + name + "_threads_us"] = t.median;
+            std::cerr << "  native " << name << " on " << o.threads << " threads: " << t.median << " us per energy+force\n";
+        }
     }
     // --- MD steps: FlowForce (platform default precision: double on Reference, single on CPU) and classical
     md::loadDefaultOpenMMPlugins();
@@ -308,6 +305,18 @@ void runBenchForce(const BenchForceOptions& o) {
                 std::cerr << "  MD " << kind << " on " << platform << ": failed: " << error << "\n";
             }
         }
+    }
+    {
+        setThreads(o.threads);
+        auto xt = torch::from_blob(x1.data(), {1, D}, torch::kFloat64).clone();
+        auto xbt = torch::from_blob(xB.data(), {o.batch, D}, torch::kFloat64).clone();
+        flow->eval();
+        const auto lt = timeCalls([&] { sink += flow->energyAndGradient(xt).first.item<double>(); }, o.minSeconds, 2);
+        const auto ltb = timeCalls([&] { sink += flow->energyAndGradient(xbt).first.sum().item<double>(); }, o.minSeconds, 1);
+        report["libtorch_us"] = lt.median;
+        report["libtorch_batch_us"] = ltb.median / static_cast<double>(o.batch);
+        std::cerr << "  LibTorch autograd: " << lt.median << " us per energy+force, " << ltb.median / static_cast<double>(o.batch)
+                  << " us per configuration at batch " << o.batch << "\n";
     }
     auto ratio = [&](const std::string& a, const std::string& b) -> nlohmann::json {
         if (!report.contains(a) || !report.contains(b) || !report[a].is_number() || !report[b].is_number()) return nullptr;
@@ -340,6 +349,10 @@ void runBenchForce(const BenchForceOptions& o) {
               << std::setw(31) << cell("limit_double_us") << "   (" << r("native_double_over_limit") << " the limit)\n"
               << "  native single  " << std::setw(10) << cell("native_single_us") << std::setw(12) << cell("native_single_batch_us")
               << std::setw(31) << cell("limit_single_us") << "   (" << r("native_single_over_limit") << " the limit)\n"
+              << (o.threads > 1 ? "  native double, " + std::to_string(o.threads) + " threads " + cell("native_double_threads_us") +
+                                      "\n  native single, " + std::to_string(o.threads) + " threads " +
+                                      cell("native_single_threads_us") + "\n"
+                                : std::string())
               << "  LibTorch       " << std::setw(10) << cell("libtorch_us") << std::setw(12) << cell("libtorch_batch_us")
               << "   (" << r("libtorch_over_native_double") << " native double)\n"
               << "MD at 1 fs, microseconds per step (ns/day)\n"
@@ -380,7 +393,9 @@ void registerBench(CLI::App& app) {
     force->add_option("--batch", fo->batch, "configurations per batched evaluation")->capture_default_str();
     force->add_option("--min-seconds", fo->minSeconds, "time spent per figure (s)")->capture_default_str();
     force->add_option("--md-steps", fo->mdSteps, "MD steps per MD figure")->capture_default_str();
-    force->add_option("--threads", fo->threads, "threads of LibTorch and of OpenMM's CPU platform")->capture_default_str();
+    force->add_option("--threads", fo->threads,
+                      "threads of LibTorch, of OpenMM's CPU platform (and so of FlowForce on it), and of the native "
+                      "evaluator's threaded figures")->capture_default_str();
     force->add_option("--seed", fo->seed, "seed of the default model and of the batch's perturbations")->capture_default_str();
     force->add_option("--json", fo->json, "write the figures as JSON to this file");
     force->callback([fo]() {

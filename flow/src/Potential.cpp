@@ -12,6 +12,7 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/script.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <sstream>
@@ -193,10 +194,12 @@ private:
 /** The native evaluator (the default). */
 class NativePotential : public FlowPotentialBase {
 public:
-    NativePotential(std::shared_ptr<const NativeFlow> flow, Precision precision, const std::string& name, double temperature,
-                    const std::string& description)
-        : FlowPotentialBase(flow->spec(), name, temperature, description + ", native " + precisionName(precision)),
-          eval_(std::move(flow), precision) {}
+    NativePotential(std::shared_ptr<const NativeFlow> flow, Precision precision, int threads, const std::string& name,
+                    double temperature, const std::string& description)
+        : FlowPotentialBase(flow->spec(), name, temperature,
+                            description + ", native " + precisionName(precision) +
+                                (threads > 1 ? ", " + std::to_string(threads) + " threads" : std::string())),
+          eval_(std::move(flow), precision, threads) {}
 
 protected:
     double energyImpl(const std::vector<double>& x) override { return eval_.energy(x.data()); }
@@ -299,8 +302,8 @@ std::unique_ptr<Potential> loadPotentialFromBytes(const std::string& bytes, cons
     auto m = readFlowModel(bytes, name, numParticles);
     if (options.backend == Backend::LibTorch)
         return std::make_unique<TorchFlowPotential>(buildFlow(m.file, name), name, m.temperature, m.description);
-    return std::make_unique<NativePotential>(NativeFlow::compile(m.file, name), options.precision, name, m.temperature,
-                                             m.description);
+    return std::make_unique<NativePotential>(NativeFlow::compile(m.file, name), options.precision,
+                                             std::max(1, options.threads), name, m.temperature, m.description);
 }
 
 std::unique_ptr<Potential> loadPotential(const std::string& path, int numParticles, const PotentialOptions& options) {

@@ -7,6 +7,7 @@
 #include <openmm/OpenMMException.h>
 #include <openmm/internal/ContextImpl.h>
 
+#include <algorithm>
 #include <vector>
 
 using OpenMM::OpenMMException;
@@ -32,7 +33,7 @@ void FlowForceImpl::initialize(OpenMM::ContextImpl& context) {
         if (used[static_cast<size_t>(p)]++)
             throw OpenMMException("FlowForce: particle " + std::to_string(p) + " appears more than once in the particle list");
     }
-    auto potential = createPotential(owner_, context.getPlatform().getName());
+    auto potential = createPotential(owner_, context.getPlatform().getName(), platformThreads(context));
     kernel_ = context.getPlatform().createKernel(CalcFlowForceKernel::Name(), context);
     kernel_.getAs<CalcFlowForceKernel>().initialize(system, owner_, std::move(potential));
 }
@@ -48,8 +49,23 @@ void FlowForceImpl::updateParametersInContext(OpenMM::ContextImpl& context) {
     kernel_.getAs<CalcFlowForceKernel>().copyParametersToContext(context, owner_);
 }
 
-std::shared_ptr<flowforce::Potential> FlowForceImpl::createPotential(const FlowForce& force, const std::string& platformName) {
+int FlowForceImpl::platformThreads(OpenMM::ContextImpl& context) {
+    // the CPU platform's "Threads" property of this Context (OPENMM_CPU_THREADS or the core count by
+    // default); Reference and platforms without the property compute on the calling thread
+    const OpenMM::Platform& platform = context.getPlatform();
+    const auto& names = platform.getPropertyNames();
+    if (std::find(names.begin(), names.end(), "Threads") == names.end()) return 1;
+    try {
+        return std::max(1, std::stoi(platform.getPropertyValue(context.getOwner(), "Threads")));
+    } catch (const std::exception&) {
+        return 1;
+    }
+}
+
+std::shared_ptr<flowforce::Potential> FlowForceImpl::createPotential(const FlowForce& force, const std::string& platformName,
+                                                                     int threads) {
     flowforce::PotentialOptions options;
+    options.threads = threads;
     options.backend = force.getBackend() == FlowForce::LibTorch ? flowforce::Backend::LibTorch : flowforce::Backend::Native;
     switch (force.getPrecision()) {
         case FlowForce::Double: options.precision = flowforce::Precision::Double; break;

@@ -185,6 +185,33 @@ TEST(Native, BatchEqualsSingleAndEnergyOnlyEqualsEnergyWithGradient) {
     }
 }
 
+TEST(Native, ThreadsSplitTheHeadsAndGiveBitIdenticalResults) {
+    // the paper layout's three heads per coupling run on two and three threads; every sum keeps its order
+    auto flow = molecularFlow({{"type", "smooth"}, {"components", 8}}, false, "separate", 23, 2.0);
+    auto native = NativeFlow::compile(toModelFile(*flow), "test");
+    auto x = nearbyConfigurations(5, 0.004, 24).contiguous();
+    for (Precision p : {Precision::Double, Precision::Single}) {
+        NativeEvaluator one(native, p, 1);
+        std::vector<double> u1(5), g1(5 * 66);
+        one.evaluate(5, x.data_ptr<double>(), u1.data(), g1.data());
+        for (int threads : {2, 3}) {
+            NativeEvaluator many(native, p, threads);
+            EXPECT_EQ(many.threads(), threads);
+            for (int repeat = 0; repeat < 10; ++repeat) {  // many hand-overs between the threads
+                std::vector<double> u(5), g(5 * 66), gb(66), gbRef(66);
+                many.evaluate(5, x.data_ptr<double>(), u.data(), g.data());
+                ASSERT_EQ(u, u1) << precisionName(p) << ", " << threads << " threads";
+                ASSERT_EQ(g, g1) << precisionName(p) << ", " << threads << " threads";
+                const double* xb = x[repeat % 5].data_ptr<double>();
+                ASSERT_EQ(many.energyAndGradient(xb, gb.data()), one.energyAndGradient(xb, gbRef.data()));
+                ASSERT_EQ(gb, gbRef);
+                ASSERT_EQ(many.energy(xb), one.energy(xb));
+            }
+        }
+    }
+    EXPECT_THROW(NativeEvaluator(native, Precision::Double, 0), std::invalid_argument);
+}
+
 TEST(Native, GradientMatchesFiniteDifferences) {
     for (const auto& c : layoutCases()) {
         auto flow = molecularFlow(c.transform, c.invert, c.heads, 31, 2.0, c.boundary);

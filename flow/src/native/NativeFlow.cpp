@@ -4,6 +4,7 @@
 
 #include "Elementwise.h"
 #include "Kernels.h"
+#include "ThreadTeam.h"
 
 #include <algorithm>
 #include <array>
@@ -241,8 +242,15 @@ public:
 
 template <class T>
 class Evaluator : public EvaluatorBase {
+    /** What one thread needs to run networks: activations, float sums. */
+    struct Scratch {
+        std::vector<T> actA, actB;
+        std::vector<double> acc;
+        std::vector<const T*> dptr;
+    };
+
 public:
-    explicit Evaluator(const Program& p) : p_(p) {
+    Evaluator(const Program& p, int threads) : p_(p) {
         if constexpr (std::is_same_v<T, double>) {
             weights_ = p_.weights.data();
         } else {
@@ -268,7 +276,44 @@ public:
             for (const auto& net : c.nets) outs = std::max(outs, net.layers.back().out);
             maxOut_ = std::max(maxOut_, outs);
             maxParams_ = std::max(maxParams_, c.P);
+            maxNets_ = std::max(maxNets_, static_cast<int64_t>(c.nets.size()));
+            // where each network's derivative arrays start (per configuration)
+            std::vector<size_t> offsets;
+            size_t hidden = 0;
+            for (const auto& net : c.nets) {
+                offsets.push_back(hidden);
+                for (size_t k = 0; k + 1 < net.layers.size(); ++k) hidden += static_cast<size_t>(net.layers[k].out);
+            }
+            derivOffsets_.push_back(offsets);
+            order_.push_back(largestFirst(c));
+            shared_.push_back(worthSharing(c));
         }
+        const bool anyShared = std::find(shared_.begin(), shared_.end(), true) != shared_.end();
+        const int used = anyShared ? threads : 1;
+        if (used > 1) team_ = std::make_unique<ThreadTeam>(used);
+        scratch_.resize(static_cast<size_t>(used));
+    }
+
+    static int64_t cost(const Network& net) {
+        int64_t c = 0;
+        for (const auto& d : net.layers) c += d.in * d.out;
+        return c;
+    }
+
+    /** A coupling's networks (its conditioner heads), largest first: the order in which threads claim them. */
+    static std::vector<size_t> largestFirst(const Coupling& c) {
+        std::vector<size_t> order(c.nets.size());
+        for (size_t n = 0; n < order.size(); ++n) order[n] = n;
+        std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost(c.nets[a]) > cost(c.nets[b]); });
+        return order;
+    }
+
+    /** Whether a coupling's networks go to the team: two or more, the second largest worth a hand-over. */
+    static bool worthSharing(const Coupling& c) {
+        constexpr int64_t kMinWork = 4096;  // multiply-adds per configuration; a hand-over costs ~1 us
+        if (c.nets.size() < 2) return false;
+        const auto order = largestFirst(c);
+        return cost(c.nets[order[1]]) >= kMinWork;
     }
 
     void run(int64_t B, const double* x, double* u, double* gradient) override {
@@ -316,7 +361,7 @@ public:
             for (const auto& c : p_.couplings)
                 for (const auto& net : c.nets)
                     for (const auto& d : net.layers) {
-                        dense(d, 1, a.data(), out.data());
+                        dense(d, 1, a.data(), out.data(), scratch_[0].acc);
                         checksum += static_cast<double>(out[0]);
                     }
             for (auto c = p_.couplings.rbegin(); c != p_.couplings.rend(); ++c)
@@ -357,20 +402,24 @@ private:
         xt_.assign(static_cast<size_t>(maxTrans_), 0.0);
         yt_.assign(static_cast<size_t>(maxTrans_), 0.0);
         const size_t wide = static_cast<size_t>(std::max(maxWidth_, std::max(maxInputs_, maxOut_))) * Bs;
-        actA_.assign(wide, T(0));
-        actB_.assign(wide, T(0));
+        for (Scratch& s : scratch_) {
+            s.actA.assign(wide, T(0));
+            s.actB.assign(wide, T(0));
+            s.acc.assign(wide, 0.0);
+        }
         gFeat_.assign(static_cast<size_t>(maxInputs_) * Bs, 0.0);
+        gFeatNet_.assign(static_cast<size_t>(maxNets_), std::vector<double>(static_cast<size_t>(maxInputs_) * Bs, 0.0));
         pBar_.clear();
         for (const auto& s : sizes_) pBar_.emplace_back(s.params * Bs);
     }
 
     /** z = layer d applied to a, for B configurations. */
-    void dense(const Dense& d, int64_t B, const T* a, T* z) {
+    void dense(const Dense& d, int64_t B, const T* a, T* z, std::vector<double>& acc) {
         if constexpr (std::is_same_v<T, double>) {
             denseForward(weights_ + d.w, weights_ + d.b, d.out, d.in, B, a, z);
         } else {
-            if (acc_.size() < static_cast<size_t>(B * d.out)) acc_.resize(static_cast<size_t>(B * d.out));
-            denseForward(weights_ + d.w, weights_ + d.b, d.out, d.in, B, a, z, acc_.data());
+            if (acc.size() < static_cast<size_t>(B * d.out)) acc.resize(static_cast<size_t>(B * d.out));
+            denseForward(weights_ + d.w, weights_ + d.b, d.out, d.in, B, a, z, acc.data());
         }
     }
 
@@ -396,31 +445,15 @@ private:
                 f[k + nc + j] = static_cast<T>(sine[b * nc + j]);
             }
         }
-        // networks -> raw parameters [B, nT, P]
-        double* params = params_[ci].data();
-        T* derivs = derivs_[ci].data();
-        for (const auto& net : c.nets) {
-            const T* a = feat;
-            for (size_t k = 0; k < net.layers.size(); ++k) {
-                const Dense& d = net.layers[k];
-                T* z = (k % 2 == 0) ? actA_.data() : actB_.data();
-                dense(d, B, a, z);
-                if (k + 1 < net.layers.size()) {
-                    activate(c.activation, B * d.out, z, derivs);
-                    derivs += B * d.out;
-                } else {
-                    for (int64_t b = 0; b < B; ++b)
-                        for (int64_t e = 0; e < nT; ++e)
-                            for (int64_t j = 0; j < net.count; ++j)
-                                params[(b * nT + e) * c.P + net.offset + j] =
-                                    static_cast<double>(z[b * d.out + e * net.count + j]);
-                }
-                a = z;
-            }
-        }
+        // networks -> raw parameters [B, nT, P], the heads spread over the team's threads
+        auto head = [&](int item, int t) {
+            networkForward(ci, order_[ci][static_cast<size_t>(item)], B, feat, scratch_[static_cast<size_t>(t)]);
+        };
+        runHeads(ci, head);
         // element-wise transforms
         CouplingTransform& tr = *transforms_[ci];
         const size_t savedSize = sizes_[ci].saved;
+        const double* params = params_[ci].data();
         for (int64_t b = 0; b < B; ++b) {
             const double* h = in + b * D;
             double* o = out + b * D;
@@ -429,6 +462,80 @@ private:
             double* saved = keep ? saved_[ci].data() + static_cast<size_t>(b) * savedSize : nullptr;
             logdet_[static_cast<size_t>(b)] += tr.forward(params + b * nT * c.P, xt_.data(), yt_.data(), c.inverse, saved);
             for (int64_t e = 0; e < nT; ++e) o[c.trans[static_cast<size_t>(e)]] = yt_[static_cast<size_t>(e)];
+        }
+    }
+
+    /** head(item, thread) for each of coupling ci's networks: on the team if it is worth sharing. */
+    template <class F>
+    void runHeads(size_t ci, F& head) {
+        const int count = static_cast<int>(p_.couplings[ci].nets.size());
+        if (team_ && shared_[ci]) team_->run(count, head);
+        else
+            for (int i = 0; i < count; ++i) head(i, 0);
+    }
+
+    /** Network n of coupling ci on the features: its raw parameters into params_, its activations'
+     *  derivatives into derivs_. */
+    void networkForward(size_t ci, size_t n, int64_t B, const T* feat, Scratch& s) {
+        const Coupling& c = p_.couplings[ci];
+        const Network& net = c.nets[n];
+        const int64_t nT = static_cast<int64_t>(c.trans.size());
+        double* params = params_[ci].data();
+        T* derivs = derivs_[ci].data() + derivOffsets_[ci][n] * static_cast<size_t>(B);
+        const T* a = feat;
+        for (size_t k = 0; k < net.layers.size(); ++k) {
+            const Dense& d = net.layers[k];
+            T* z = (k % 2 == 0) ? s.actA.data() : s.actB.data();
+            dense(d, B, a, z, s.acc);
+            if (k + 1 < net.layers.size()) {
+                activate(c.activation, B * d.out, z, derivs);
+                derivs += B * d.out;
+            } else {
+                for (int64_t b = 0; b < B; ++b)
+                    for (int64_t e = 0; e < nT; ++e)
+                        for (int64_t j = 0; j < net.count; ++j)
+                            params[(b * nT + e) * c.P + net.offset + j] = static_cast<double>(z[b * d.out + e * net.count + j]);
+            }
+            a = z;
+        }
+    }
+
+    /** Network n of coupling ci backward: the raw-parameter cotangents (pBar_) to its feature cotangents,
+     *  written to gFeatNet_[n] (summed over the networks in their order afterwards, so that the result does
+     *  not depend on which thread ran which network). */
+    void networkBackward(size_t ci, size_t n, int64_t B, Scratch& s) {
+        const Coupling& c = p_.couplings[ci];
+        const Network& net = c.nets[n];
+        const int64_t nT = static_cast<int64_t>(c.trans.size()), nIn = c.inputs;
+        const double* pBar = pBar_[ci].data();
+        const T* derivs = derivs_[ci].data() + derivOffsets_[ci][n] * static_cast<size_t>(B);
+        const Dense& last = net.layers.back();
+        T* g = s.actA.data();
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t e = 0; e < nT; ++e)
+                for (int64_t j = 0; j < net.count; ++j)
+                    g[b * last.out + e * net.count + j] = static_cast<T>(pBar[(b * nT + e) * c.P + net.offset + j]);
+        // derivative arrays of this network's hidden layers, in order
+        std::vector<const T*>& dptr = s.dptr;
+        dptr.clear();
+        const T* dp = derivs;
+        for (size_t k = 0; k + 1 < net.layers.size(); ++k) {
+            dptr.push_back(dp);
+            dp += B * net.layers[k].out;
+        }
+        for (size_t k = net.layers.size(); k-- > 0;) {
+            const Dense& d = net.layers[k];
+            T* gin = (g == s.actA.data()) ? s.actB.data() : s.actA.data();
+            denseBackward(weights_ + d.w, d.out, d.in, B, g, gin);
+            if (k > 0) {
+                const T* dv = dptr[k - 1];
+                const int64_t m = B * d.in;
+                for (int64_t i = 0; i < m; ++i) gin[i] *= dv[i];
+            } else {
+                double* gf = gFeatNet_[n].data();
+                for (int64_t i = 0; i < B * nIn; ++i) gf[i] = static_cast<double>(gin[i]);
+            }
+            g = gin;
         }
     }
 
@@ -450,51 +557,23 @@ private:
                         c.inverse, xt_.data(), pBar + b * nT * c.P);
             for (int64_t e = 0; e < nT; ++e) gi[c.trans[static_cast<size_t>(e)]] = xt_[static_cast<size_t>(e)];
         }
-        // networks backward: raw-parameter cotangents -> feature cotangents
+        // networks backward: raw-parameter cotangents -> feature cotangents, per thread, then summed
         const int64_t nIn = c.inputs;
-        std::fill(gFeat_.begin(), gFeat_.begin() + B * nIn, 0.0);
-        const T* derivsBase = derivs_[ci].data();
-        size_t derivOffset = 0;
-        for (const auto& net : c.nets) {
-            size_t hidden = 0;
-            for (size_t k = 0; k + 1 < net.layers.size(); ++k) hidden += static_cast<size_t>(net.layers[k].out);
-            const T* derivs = derivsBase + derivOffset * static_cast<size_t>(B);
-            derivOffset += hidden;
-            const Dense& last = net.layers.back();
-            T* g = actA_.data();
-            for (int64_t b = 0; b < B; ++b)
-                for (int64_t e = 0; e < nT; ++e)
-                    for (int64_t j = 0; j < net.count; ++j)
-                        g[b * last.out + e * net.count + j] = static_cast<T>(pBar[(b * nT + e) * c.P + net.offset + j]);
-            // derivative arrays of this network's hidden layers, in order
-            std::vector<const T*>& dptr = dptr_;
-            dptr.clear();
-            const T* dp = derivs;
-            for (size_t k = 0; k + 1 < net.layers.size(); ++k) {
-                dptr.push_back(dp);
-                dp += B * net.layers[k].out;
-            }
-            for (size_t k = net.layers.size(); k-- > 0;) {
-                const Dense& d = net.layers[k];
-                T* gin = (g == actA_.data()) ? actB_.data() : actA_.data();
-                denseBackward(weights_ + d.w, d.out, d.in, B, g, gin);
-                if (k > 0) {
-                    const T* dv = dptr[k - 1];
-                    const int64_t n = B * d.in;
-                    for (int64_t m = 0; m < n; ++m) gin[m] *= dv[m];
-                } else {
-                    for (int64_t m = 0; m < B * nIn; ++m) gFeat_[static_cast<size_t>(m)] += static_cast<double>(gin[m]);
-                }
-                g = gin;
-            }
-        }
+        auto head = [&](int item, int t) {
+            networkBackward(ci, order_[ci][static_cast<size_t>(item)], B, scratch_[static_cast<size_t>(t)]);
+        };
+        runHeads(ci, head);
+        std::vector<double>& gFeat = gFeat_;
+        std::copy(gFeatNet_[0].begin(), gFeatNet_[0].begin() + B * nIn, gFeat.begin());
+        for (size_t n = 1; n < c.nets.size(); ++n)
+            for (int64_t m = 0; m < B * nIn; ++m) gFeat[static_cast<size_t>(m)] += gFeatNet_[n][static_cast<size_t>(m)];
         // features -> conditioning dims: 2x - 1, and (cos, sin) of 2 pi x (kept in double by the forward pass)
         const auto nc = static_cast<int64_t>(c.condCircular.size());
         const double* sine = trig_[ci].data() + B * nc;
         const double* cosine = sine + B * nc;
         for (int64_t b = 0; b < B; ++b) {
             double* gi = gIn + b * D;
-            const double* gf = gFeat_.data() + b * nIn;
+            const double* gf = gFeat.data() + b * nIn;
             int64_t k = 0;
             for (auto i : c.condLinear) gi[i] += 2.0 * gf[k++];
             for (int64_t j = 0; j < nc; ++j) {
@@ -537,14 +616,18 @@ private:
     std::vector<std::unique_ptr<CouplingTransform>> transforms_;
     std::vector<CouplingSizes> sizes_;
     size_t stateSize_ = 0;
-    int64_t maxWidth_ = 0, maxInputs_ = 0, maxOut_ = 0, maxParams_ = 0, maxTrans_ = 0;
+    int64_t maxWidth_ = 0, maxInputs_ = 0, maxOut_ = 0, maxParams_ = 0, maxTrans_ = 0, maxNets_ = 1;
     int64_t capacity_ = 0;
     std::vector<double> state_, logdet_, gOut_, gIn_, gFeat_;
+    std::vector<std::vector<double>> gFeatNet_;  // [network]: feature cotangents of one coupling's networks
     std::vector<std::vector<T>> features_, derivs_;
     std::vector<std::vector<double>> params_, pBar_, saved_, trig_;
-    std::vector<double> xt_, yt_, acc_;
-    std::vector<T> actA_, actB_;
-    std::vector<const T*> dptr_;
+    std::vector<double> xt_, yt_;
+    std::vector<std::vector<size_t>> derivOffsets_;  // [coupling][network]: start of its derivatives / B
+    std::vector<std::vector<size_t>> order_;         // [coupling]: its networks, largest first
+    std::vector<bool> shared_;                       // [coupling]: networks run on the team
+    std::vector<Scratch> scratch_;                   // per thread
+    std::unique_ptr<ThreadTeam> team_;               // only when some coupling's heads are spread
 };
 
 }  // namespace native
@@ -674,21 +757,26 @@ int64_t NativeFlow::parameterCount() const { return program_->parameterCount; }
 struct NativeEvaluator::Impl {
     std::shared_ptr<const NativeFlow> flow;
     Precision precision;
+    int threads = 1;
     std::unique_ptr<native::EvaluatorBase> eval;
     double u1 = 0;
 };
 
-NativeEvaluator::NativeEvaluator(std::shared_ptr<const NativeFlow> flow, Precision precision) : impl_(new Impl) {
+NativeEvaluator::NativeEvaluator(std::shared_ptr<const NativeFlow> flow, Precision precision, int threads)
+    : impl_(new Impl) {
     if (!flow) throw std::invalid_argument("native evaluator: no flow");
+    if (threads < 1) throw std::invalid_argument("native evaluator: threads must be at least 1");
+    impl_->threads = threads;
     impl_->flow = std::move(flow);
     impl_->precision = precision;
     const auto& prog = impl_->flow->program();
-    if (precision == Precision::Double) impl_->eval = std::make_unique<native::Evaluator<double>>(prog);
-    else impl_->eval = std::make_unique<native::Evaluator<float>>(prog);
+    if (precision == Precision::Double) impl_->eval = std::make_unique<native::Evaluator<double>>(prog, threads);
+    else impl_->eval = std::make_unique<native::Evaluator<float>>(prog, threads);
 }
 
 NativeEvaluator::~NativeEvaluator() = default;
 Precision NativeEvaluator::precision() const { return impl_->precision; }
+int NativeEvaluator::threads() const { return impl_->threads; }
 const NativeFlow& NativeEvaluator::flow() const { return *impl_->flow; }
 
 double NativeEvaluator::energy(const double* x) {

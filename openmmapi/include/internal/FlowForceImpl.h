@@ -38,8 +38,12 @@ public:
     void updateParametersInContext(OpenMM::ContextImpl& context);
 
     /** Builds the force's model (from its embedded bytes) for a platform; throws OpenMMException.
-     *  With PlatformDefault precision: double on the Reference platform, single on every other one. */
-    static std::shared_ptr<flowforce::Potential> createPotential(const FlowForce& force, const std::string& platformName);
+     *  With PlatformDefault precision: double on the Reference platform, single on every other one.
+     *  threads: threads the native evaluator may use (the caller included). */
+    static std::shared_ptr<flowforce::Potential> createPotential(const FlowForce& force, const std::string& platformName,
+                                                                 int threads = 1);
+    /** Threads of the Context's platform: the CPU platform's "Threads" property, else 1. */
+    static int platformThreads(OpenMM::ContextImpl& context);
 
 private:
     const FlowForce& owner_;

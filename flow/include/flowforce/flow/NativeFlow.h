@@ -58,15 +58,22 @@ private:
  * Evaluates a NativeFlow. Holds its scratch memory (allocated on first use for a batch size, then reused:
  * no allocation per call) and, for single precision, a float copy of the weights. Not thread-safe: use one
  * evaluator per thread.
+ *
+ * With threads > 1 the evaluator keeps a team of threads-1 workers and runs the independent conditioner
+ * heads of each coupling layer (weights, ramp exponents, shapes) side by side, forward and backward; a
+ * layer with one network (splines, affine) stays on the calling thread. Idle workers spin for ~2 ms after a
+ * call (so back-to-back MD steps need no wake-up) and then sleep. Results do not depend on the thread count.
  */
 class NativeEvaluator {
 public:
-    NativeEvaluator(std::shared_ptr<const NativeFlow> flow, Precision precision);
+    /** threads: threads that evaluate (the caller included), >= 1. */
+    NativeEvaluator(std::shared_ptr<const NativeFlow> flow, Precision precision, int threads = 1);
     ~NativeEvaluator();
     NativeEvaluator(const NativeEvaluator&) = delete;
     NativeEvaluator& operator=(const NativeEvaluator&) = delete;
 
     Precision precision() const;
+    int threads() const;
     const NativeFlow& flow() const;
 
     /** u = -log p(x) (nats) for one configuration x [dataDim()] (nm for molecules), without gradient. */

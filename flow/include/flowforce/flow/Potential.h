@@ -19,6 +19,7 @@ std::string backendName(Backend b);
 struct PotentialOptions {
     Backend backend = Backend::Native;
     Precision precision = Precision::Double;  ///< native backend only; LibTorch computes in double
+    int threads = 1;  ///< native backend only: threads that evaluate (NativeEvaluator), the caller included
 };
 
 class Potential {
