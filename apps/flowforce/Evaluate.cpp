@@ -3,16 +3,20 @@
 #include "Common.h"
 #include "Molecular.h"
 
+#include "flowforce/flow/Features.h"
 #include "flowforce/flow/InternalCoordinates.h"
 #include "flowforce/flow/Losses.h"
 #include "flowforce/flow/ModelFile.h"
+#include "flowforce/flow/NativeFlow.h"
 #include "flowforce/flow/Physics.h"
+#include "flowforce/md/Molecule.h"
 
 #include <CLI/CLI.hpp>
 
 #include <cmath>
 #include <iomanip>
 #include <iostream>
+#include <thread>
 
 namespace flowforce::cli {
 
@@ -22,7 +26,8 @@ struct EvalOptions {
     MoleculeOptions molecule;
     std::string model, data, json, plots;
     int64_t samples = 2000, maxFrames = 10000;
-    double temperature = 0.0;
+    double temperature = 0.0, timestepFs = 1.0;
+    int64_t featureFrames = 200;
     uint64_t seed = 1;
     int threads = 0;
 };
@@ -59,18 +64,29 @@ void runEval(EvalOptions o) {
               << o.temperature << " K\n";
     auto target = makeTargetEnergy(o.molecule, o.temperature);
 
-    // --- dataset ---
+    // --- dataset: the native evaluator (double precision, the conditioner heads on all threads) ---
+    std::shared_ptr<const NativeFlow> native;
+    try {
+        native = NativeFlow::compile(readModelFile(o.model), o.model);
+    } catch (const std::exception& e) {
+        throw Error(e.what());
+    }
+    const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    NativeEvaluator evaluator(native, Precision::Double, threads);
+    const int64_t D = native->dataDim();
+    auto positions = data.positions.to(torch::kFloat64).contiguous();
+    for (int64_t f = 0; f < frames; ++f) {
+        const auto v = evaluator.checkSupport(positions.data_ptr<double>() + f * D);
+        if (v.coordinate >= 0) throw Error(o.data + ": frame " + std::to_string(f) + " is outside the model's support: " + v.description);
+    }
+    auto u = torch::empty({frames}, torch::kFloat64), grad = torch::empty({frames, D}, torch::kFloat64);
     Progress progress("dataset", frames);
-    std::vector<torch::Tensor> uFlow, gradFlow;
     for (int64_t s = 0; s < frames; s += 256) {
         const int64_t n = std::min<int64_t>(256, frames - s);
-        auto [u, g] = flow->energyAndGradient(data.positions.narrow(0, s, n));
-        uFlow.push_back(u);
-        gradFlow.push_back(g);
+        evaluator.evaluate(n, positions.data_ptr<double>() + s * D, u.data_ptr<double>() + s, grad.data_ptr<double>() + s * D);
         progress.update(s + n);
     }
     progress.finish();
-    auto u = torch::cat(uFlow), grad = torch::cat(gradFlow);
     nlohmann::json report{{"model", o.model}, {"data", o.data}, {"frames", frames}, {"temperature_K", o.temperature}};
     nlohmann::json ds{{"nll_nats", u.mean().item<double>()}};
     nlohmann::json plot{{"temperature_K", o.temperature}};
@@ -89,6 +105,28 @@ void runEval(EvalOptions o) {
         plot["data_force_flow"] = toVector(fFlow.narrow(0, 0, shown));
     }
     report["dataset"] = ds;
+
+    // --- the narrowest feature of the density on (a spread of) the data, against one MD step ---
+    {
+        const int64_t m = std::min(frames, std::max<int64_t>(1, o.featureFrames));
+        auto rows = torch::linspace(0, static_cast<double>(frames - 1), m).round().to(torch::kLong);
+        const md::Molecule mol = md::readPDB(o.molecule.pdb.empty() ? md::defaultMoleculePDB() : o.molecule.pdb);
+        FeatureReport f = narrowestFeature(*flow, positions.index_select(0, rows), md::atomMasses(mol), o.temperature,
+                                           o.timestepFs * 1e-3);
+        nlohmann::json nf{{"found", f.found}, {"timestep_fs", o.timestepFs}, {"frames", m}};
+        if (f.found) {
+            nf.update({{"layer", f.layer},
+                       {"dim", f.dim},
+                       {"coordinate", f.coordinate},
+                       {"unit", f.unit},
+                       {"width_at_half_height", f.width},
+                       {"step_displacement_rms", f.stepDisplacement},
+                       {"width_over_step", f.ratio},
+                       {"significant_features", f.significantFeatures},
+                       {"narrower_than_one_step", f.belowOneStep}});
+        }
+        report["narrowest_feature"] = nf;
+    }
     auto [phiD, psiD] = ramachandran(data.positions.narrow(0, 0, nPlot));
     plot["data_phi"] = phiD;
     plot["data_psi"] = psiD;
@@ -150,6 +188,17 @@ void runEval(EvalOptions o) {
         std::cout << ", FME " << ds["fme_per_nm2"].get<double>() << " nm^-2, force RMSE "
                   << ds["force_rmse_kJ_per_mol_nm"].get<double>() << " kJ/mol/nm";
     std::cout << "\n";
+    if (const auto& nf = report["narrowest_feature"]; nf["found"].get<bool>()) {
+        const double ratio = nf["width_over_step"].get<double>();
+        std::cout << "  narrowest feature: " << nf["width_at_half_height"].get<double>() << " " << nf["unit"].get<std::string>()
+                  << " wide at half height (" << nf["coordinate"].get<std::string>() << ", layer " << nf["layer"].get<int64_t>()
+                  << "); one " << o.timestepFs << " fs step moves it " << nf["step_displacement_rms"].get<double>() << " "
+                  << nf["unit"].get<std::string>() << " rms: " << std::setprecision(3) << ratio << " steps wide, "
+                  << nf["narrower_than_one_step"].get<int64_t>() << " of " << nf["significant_features"].get<int64_t>()
+                  << " bumps narrower than a step"
+                  << (ratio < 1 ? " (UNSAFE for MD at this step)" : ratio < 3 ? " (marginal for MD at this step)" : " (safe for MD)")
+                  << std::setprecision(5) << "\n";
+    }
     if (report.contains("samples")) {
         const auto& sm = report["samples"];
         std::cout << "  samples (" << o.samples << "): KLD " << sm["kld_plus_const"].get<double>() << " k_B T (+const), ESS/N "
@@ -178,7 +227,14 @@ void registerEval(CLI::App& app) {
     ev->add_option("--max-frames", eo->maxFrames, "dataset frames to use")->capture_default_str();
     ev->add_option("--temperature", eo->temperature, "K (default: the model's)");
     ev->add_option("--seed", eo->seed, "random seed")->capture_default_str();
-    ev->add_option("--threads", eo->threads, "LibTorch threads (0: all cores)")->capture_default_str();
+    ev->add_option("--timestep", eo->timestepFs, "MD time step the narrowest feature is compared with (fs)")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    ev->add_option("--feature-frames", eo->featureFrames, "frames (spread over the data) scanned for the narrowest feature")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    ev->add_option("--threads", eo->threads, "threads of LibTorch and of the native evaluator (0: all cores)")
+        ->capture_default_str();
     ev->add_option("--json", eo->json, "write the metrics as JSON");
     ev->add_option("--plots", eo->plots, "write PNG plots into this folder");
     ev->callback([eo]() { runEval(*eo); });

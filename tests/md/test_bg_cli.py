@@ -85,6 +85,18 @@ def test_bg_eval_metrics_are_consistent(work, dataset, trained):
     assert sm["force_rmse_kJ_per_mol_nm"] == pytest.approx(KT_300 * math.sqrt(sm["fme_per_nm2"]), rel=1e-6)
     for name in ("ramachandran.png", "forces-energies.png"):
         assert os.path.getsize(os.path.join(plots, name)) > 1000
+    # the narrowest bump of the density against one step's rms displacement of its coordinate
+    nf = ev["narrowest_feature"]
+    assert nf["found"] and nf["timestep_fs"] == 1.0 and nf["significant_features"] > 0
+    assert nf["unit"] == ("nm" if nf["coordinate"].startswith("bond") else "rad")
+    assert nf["width_at_half_height"] > 0 and nf["step_displacement_rms"] > 0
+    assert nf["width_over_step"] == pytest.approx(nf["width_at_half_height"] / nf["step_displacement_rms"], rel=1e-9)
+    # halving the time step halves the displacement and doubles the ratio
+    half = os.path.join(work, "eval-half-step.json")
+    run("eval", "--model", model, "--data", dataset, "--samples", 0, "--threads", 1, "--timestep", 0.5, "--json", half)
+    nf2 = json.load(open(half))["narrowest_feature"]
+    assert nf2["width_at_half_height"] == pytest.approx(nf["width_at_half_height"], rel=1e-9)
+    assert nf2["width_over_step"] == pytest.approx(2 * nf["width_over_step"], rel=1e-9)
 
 
 def test_bg_training_lowers_held_out_nll(work, test_data, trained):
