@@ -7,6 +7,7 @@
 #include "flowforce/flow/Flow.h"
 #include "flowforce/flow/Molecular.h"
 #include "flowforce/flow/ModelFile.h"
+#include "flowforce/flow/InternalCoordinates.h"
 #include "flowforce/flow/NativeFlow.h"
 
 #include <cmath>
@@ -210,6 +211,77 @@ TEST(Native, ThreadsSplitTheHeadsAndGiveBitIdenticalResults) {
         }
     }
     EXPECT_THROW(NativeEvaluator(native, Precision::Double, 0), std::invalid_argument);
+}
+
+TEST(Native, WholeMoleculeSeamOfEveryTorsion) {
+    // a torsion at pi - e and at -pi + e: two configurations that differ by a rotation of 2e about one bond.
+    // Energy and forces of the whole molecule must meet across the seam (a discontinuity would not shrink
+    // with e).
+    auto flow = molecularFlow({{"type", "smooth"}, {"components", 8}}, false, "separate", 41, 2.0);
+    auto ic = std::dynamic_pointer_cast<InternalCoordinateLayer>(flow->embedding());
+    ASSERT_TRUE(ic);
+    NativeEvaluator eval(NativeFlow::compile(toModelFile(*flow), "test"), Precision::Double);
+    torch::NoGradGuard ng;
+    auto u0 = ic->forward(nearbyConfigurations(1, 0.002, 42)).out;  // [1, 60], torsions in turns on [0, 1)
+    auto at = [&](int64_t dim, double t, std::vector<double>& g) {
+        auto u = u0.clone();
+        u[0][dim] = t;
+        auto x = ic->inverse(u).out.contiguous();
+        g.assign(66, 0.0);
+        return eval.energyAndGradient(x.data_ptr<double>(), g.data());
+    };
+    const auto torsions = ic->outputDims(ICKind::Torsion);
+    ASSERT_EQ(torsions.size(), 19u);
+    for (int64_t dim : torsions) {
+        double gap[2];
+        int k = 0;
+        for (double e : {1e-4, 1e-7}) {
+            std::vector<double> ga, gb;
+            const double ua = at(dim, e, ga), ub = at(dim, 1.0 - e, gb);
+            ASSERT_TRUE(std::isfinite(ua) && std::isfinite(ub));
+            gap[k++] = std::abs(ua - ub);
+            double dg = 0, scale = 0;
+            for (size_t i = 0; i < 66; ++i) {
+                dg = std::max(dg, std::abs(ga[i] - gb[i]));
+                scale = std::max(scale, std::abs(ga[i]));
+            }
+            // 2e of a turn apart: the forces differ by about the Hessian times the displacement
+            EXPECT_LE(dg, (e < 1e-6 ? 1e-4 : 0.05) * scale + 1e-8) << "torsion dim " << dim << ", e " << e;
+        }
+        // |u(a) - u(b)| ~ |du/dtorsion| 2e: a thousand times smaller e, a thousand times smaller gap
+        EXPECT_LE(gap[1], 2e-3 * gap[0] + 1e-9) << "torsion dim " << dim << ": gaps " << gap[0] << ", " << gap[1];
+    }
+}
+
+TEST(Native, EnergyIsSmoothAlongRandomLineSegments) {
+    // u(x0 + s d) on a fine grid of s: the second differences of a C^2 function, divided by h^2, converge to
+    // u'' as h shrinks; a jump or a kink anywhere on the segment makes their largest value grow like 1/h^2
+    // or 1/h. Segments of 0.02 nm (rms per atom) through frames near the data, in random directions.
+    auto flow = molecularFlow({{"type", "smooth"}, {"components", 8}}, false, "separate", 43, 2.0);
+    NativeEvaluator eval(NativeFlow::compile(toModelFile(*flow), "test"), Precision::Double);
+    auto x0 = nearbyConfigurations(6, 0.004, 44);
+    auto gen = at::detail::createCPUGenerator(45);
+    for (int64_t k = 0; k < x0.size(0); ++k) {
+        auto d = torch::randn({66}, gen, f64());
+        d = d * (0.02 * std::sqrt(22.0) / d.norm().item<double>());
+        auto u = [&](double s) {
+            auto x = (x0[k] + s * d).contiguous();
+            return eval.energy(x.data_ptr<double>());
+        };
+        double curvature[2] = {0, 0};
+        int i = 0;
+        for (int n : {400, 800}) {  // h = 1/400 and 1/800 of the segment
+            const double h = 1.0 / n;
+            std::vector<double> v(static_cast<size_t>(n + 1));
+            for (int j = 0; j <= n; ++j) v[static_cast<size_t>(j)] = u(j * h);
+            for (int j = 1; j < n; ++j)
+                curvature[i] = std::max(curvature[i], std::abs(v[j + 1] - 2 * v[j] + v[j - 1]) / (h * h));
+            ++i;
+        }
+        EXPECT_GT(curvature[0], 0);
+        EXPECT_LE(curvature[1], 1.2 * curvature[0]) << "segment " << k << ": max |u''| " << curvature[0] << " then " << curvature[1];
+        EXPECT_GE(curvature[1], 0.8 * curvature[0]) << "segment " << k;
+    }
 }
 
 TEST(Native, GradientMatchesFiniteDifferences) {
