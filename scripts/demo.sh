@@ -1,44 +1,48 @@
 #!/usr/bin/env bash
 # The main job on the built-in alanine dipeptide (make demo): MD data, a smooth Boltzmann generator
-# trained by likelihood + force matching, its evaluation with plots, and NVE energy conservation of
-# the trained flow next to the classical force field. About 12 minutes on two cores.
+# trained by likelihood + force matching, its evaluation with plots on an independent test trajectory
+# (another seed), and NVE energy conservation of the trained flow next to the classical force field
+# (10 replicas x 10 ps at 1 fs, the total energy every step). About 20 minutes on two cores.
 #
-# Usage: scripts/demo.sh BUILD_DIR DEMO_DIR     (environment: DEMO_NS, DEMO_EPOCHS, DEMO_REPLICAS)
+# Usage: scripts/demo.sh BUILD_DIR DEMO_DIR
+#        (environment: DEMO_NS, DEMO_TEST_NS, DEMO_EPOCHS, DEMO_REPLICAS, DEMO_NVE_STEPS)
 set -euo pipefail
 
 build=${1:-build}
 out=${2:-demo}
 ns=${DEMO_NS:-2}
+test_ns=${DEMO_TEST_NS:-0.5}
 epochs=${DEMO_EPOCHS:-60}
-replicas=${DEMO_REPLICAS:-3}
+replicas=${DEMO_REPLICAS:-10}
+nve_steps=${DEMO_NVE_STEPS:-10000}
 ff="$build/bin/flowforce"
 mkdir -p "$out"
 
 step() { printf '\n== %s\n' "$*"; }
 
 data="$out/ala2-${ns}ns.h5"
-if [[ -f "$data" && ! -f "$data.ckpt" ]]; then
-  step "1/5 MD data: reusing $data (delete it to regenerate)"
-else
-  step "1/5 MD data: ${ns} ns of alanine dipeptide (amber99sbildn + OBC, 300 K, a frame per ps)"
-  "$ff" data --out "$data" --ns "$ns" --seed 1 --json "$out/data.json"
-fi
+test_data="$out/ala2-test-${test_ns}ns.h5"
+step "1/5 MD data: ${ns} ns of alanine dipeptide for training (amber99sbildn + OBC, 300 K, a frame per ps, seed 1)"
+# an existing finished file is kept; an interrupted one resumes (the command is the same)
+"$ff" data --out "$data" --ns "$ns" --seed 1 --json "$out/data.json"
+step "    and ${test_ns} ns from another start (seed 2) that training never sees: the test trajectory"
+"$ff" data --out "$test_data" --ns "$test_ns" --seed 2 --json "$out/data-test.json"
 
 step "2/5 training a smooth flow: NLL + force matching (w_f = 0.001), $epochs epochs"
 # Short epochs on a small dataset: validate NLL and FME only (eval measures the KLD on 1000 samples).
 "$ff" train --data "$data" --transform smooth --w-fm 0.001 --epochs "$epochs" --lr-decay 0.97 \
   --kld-val-samples 0 --out "$out/ala2-smooth.flow" --json "$out/train.json"
 
-step "3/5 evaluating the flow on the data and on 1000 of its own samples"
-"$ff" eval --model "$out/ala2-smooth.flow" --data "$data" --samples 1000 \
+step "3/5 evaluating the flow on the test trajectory and on 1000 of its own samples"
+"$ff" eval --model "$out/ala2-smooth.flow" --data "$test_data" --samples 1000 \
   --json "$out/eval.json" --plots "$out/eval"
 
-step "4/5 NVE with the trained smooth flow as the potential ($replicas replicas, 1 fs)"
-"$ff" md --model "$out/ala2-smooth.flow" --data "$data" --replicas "$replicas" --steps 2000 \
-  --equilibration-steps 500 --json "$out/md-flow.json" --plots "$out/md-flow"
+step "4/5 NVE with the trained smooth flow as the potential ($replicas replicas x $nve_steps steps of 1 fs after Langevin equilibration)"
+"$ff" md --model "$out/ala2-smooth.flow" --data "$test_data" --replicas "$replicas" --steps "$nve_steps" \
+  --equilibration-steps 1000 --json "$out/md-flow.json" --plots "$out/md-flow"
 
 step "5/5 NVE with the classical force field, same protocol"
-"$ff" md --classical --data "$data" --replicas "$replicas" --steps 2000 --equilibration-steps 500 \
+"$ff" md --classical --data "$test_data" --replicas "$replicas" --steps "$nve_steps" --equilibration-steps 1000 \
   --json "$out/md-classical.json" --plots "$out/md-classical"
 
 step "summary"
@@ -55,7 +59,12 @@ def get(d, *keys):
             return float("nan")
     return d
 print(f"model      {out}/ala2-smooth.flow")
-print(f"eval       NLL {get(ev, 'dataset', 'nll_nats'):.2f} nats, force RMSE "
+print(f"eval       on {ev.get('data')} ({ev.get('frames')} frames the flow never saw)")
+nf = ev.get("narrowest_feature", {})
+if nf.get("found"):
+    print(f"           narrowest feature {nf['width_at_half_height']:.4g} {nf['unit']} ({nf['coordinate']}), "
+          f"{nf['width_over_step']:.3g}x one 1 fs step's rms displacement")
+print(f"           NLL {get(ev, 'dataset', 'nll_nats'):.2f} nats, force RMSE "
       f"{get(ev, 'dataset', 'force_rmse_kJ_per_mol_nm'):.1f} kJ/mol/nm (RMS force "
       f"{get(ev, 'dataset', 'force_rms_reference_kJ_per_mol_nm'):.1f}), ESS/N {get(ev, 'samples', 'ess_fraction'):.3f}")
 print(f"plots      {out}/eval/ (ramachandran.png, forces-energies.png), "
@@ -68,4 +77,14 @@ for name, r in (("smooth flow", flow), ("classical", classical)):
               f"{get(r, 'total_energy_drift_kj_mol_per_ps_mean'):.3e}",
               f"{r['replicas_exploded']}/{len(r['per_replica'])}", f"{r['ms_per_step']:.3f}")
     print(("           " + f"{name:<13}" + "".join(f"{v:<18}" for v in values)).rstrip())
+# the energy-conservation criteria (docs/RESULTS.md): median std/DOF <= 1.3x the force field's median, every
+# replica's <= 2x it, every replica's largest one-step change <= 2x the force field's largest
+cm, cj = get(classical, "total_energy_std_per_dof_kj_mol_median"), get(classical, "total_energy_max_step_change_kj_mol_max")
+checks = [("median std/DOF <= 1.3x classical median", get(flow, "total_energy_std_per_dof_kj_mol_median") <= 1.3 * cm),
+          ("every replica's std/DOF <= 2x classical median", get(flow, "total_energy_std_per_dof_kj_mol_max") <= 2 * cm),
+          ("every replica's largest step change <= 2x classical largest",
+           get(flow, "total_energy_max_step_change_kj_mol_max") <= 2 * cj),
+          ("no replica exploded", flow["replicas_exploded"] == 0)]
+for text, ok in checks:
+    print(f"           {'PASS' if ok else 'FAIL'}  {text}")
 EOF
