@@ -1,5 +1,5 @@
-"""Helpers shared by the pytest files that run the flowforce binary (test_bg_cli.py, test_train_cli.py,
-test_tools_cli.py).
+"""Helpers shared by the pytest files that run the flowforce binary (test_md_cli.py, test_bg_cli.py,
+test_train_cli.py, test_tools_cli.py).
 
 Environment: FLOWFORCE_BIN (the flowforce binary), FLOWFORCE_TEST_TMP (scratch folder; tests skip
 without it).

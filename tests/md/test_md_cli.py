@@ -9,7 +9,6 @@ import json
 import math
 import os
 import random
-import shutil
 import signal
 import subprocess
 import time
@@ -18,39 +17,18 @@ import h5py
 import numpy as np
 import pytest
 
-BIN = os.environ.get("FLOWFORCE_BIN", "build/bin/flowforce")
+from cli_helpers import BIN, KB, assert_one_line_error, run, scratch
+
 EXAMPLE = os.environ.get("FLOWFORCE_EXAMPLE_BIN", "")
 MODELS = os.environ.get("FLOWFORCE_TEST_MODELS", "build/tests/plugin/models")
 HERE = os.path.dirname(os.path.abspath(__file__))
 PDB = os.path.join(HERE, "..", "..", "data", "alanine-dipeptide.pdb")
-KB = 0.00831446261815324  # kJ/mol/K
 MAX_STEP_CHANGE_KJ = 5.0  # classical NVE at 1 fs: largest total-energy change in one step, kJ/mol
 
 
 @pytest.fixture
 def tmp(request):
-    base = os.environ.get("FLOWFORCE_TEST_TMP")
-    if not base:
-        pytest.skip("FLOWFORCE_TEST_TMP not set")
-    d = os.path.join(base, request.node.name)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
-    return d
-
-
-def run(*args, check=True):
-    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise AssertionError(f"flowforce {' '.join(map(str, args))} failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    return p
-
-
-def assert_one_line_error(p, cmd):
-    assert p.returncode != 0, p.stderr
-    errors = [line for line in p.stderr.splitlines() if "error" in line]
-    assert len(errors) == 1, p.stderr
-    assert errors[0].startswith(f"flowforce {cmd}: error: "), p.stderr
-    assert "Traceback" not in p.stderr
+    return scratch(request.node.name)
 
 
 def classical_system():
