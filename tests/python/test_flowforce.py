@@ -270,8 +270,7 @@ def test_short_nve_run_conserves_energy(models, platform):
     for _ in range(30):
         integrator.step(10)
         deviations.append(abs(energies()[1] - e0))
-    assert all(math.isfinite(d) for d in deviations)
-    assert max(deviations) < 1e-3 * ke0
+    assert all(d < 1e-3 * ke0 for d in deviations)  # (false for NaN too)
 
 
 def ala2_positions():
