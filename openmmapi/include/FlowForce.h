@@ -8,7 +8,9 @@
 // Other particles are not affected. FlowForce model files (*.flow) are evaluated by FlowForce's native
 // evaluator, in double precision on the Reference platform and in single precision (float weights and
 // activations, double sums and energy) on the CPU platform, as OpenMM's own platforms do; both can be
-// overridden (setPrecision, setBackend).
+// overridden (setPrecision, setBackend). On the CPU platform the evaluator uses the platform's threads
+// (its "Threads" property, OPENMM_CPU_THREADS or all cores) for the independent conditioner heads of each
+// coupling layer; results do not depend on the thread count.
 
 #include "FlowForceExport.h"
 
