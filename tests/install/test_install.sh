@@ -41,6 +41,10 @@ step "installed flowforce --version, flowforce init"
 "${bare[@]}" "$prefix/bin/flowforce" init --transform smooth --seed 1 --out "$work/ala2.flow" > "$work/init.log"
 [ -s "$work/ala2.flow" ] || fail "flowforce init wrote no model"
 
+step "installed flowforce md --classical: its helper script and cache from the prefix and HOME, not the build tree"
+"${bare[@]}" "$prefix/bin/flowforce" md --classical --replicas 1 --steps 20 --equilibration-steps 10 > "$work/md.log"
+ls "$work"/.cache/flowforce/system-*.xml > /dev/null || fail "the installed flowforce did not cache its System in \$HOME/.cache"
+
 step "installed example program (default PDB from the prefix's share folder)"
 (cd "$work" && "${bare[@]}" "$prefix/bin/flowforce-example-ala2" "$work/ala2.flow" > "$work/example.log")
 tail -n 2 "$work/example.log"

@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <vector>
 
-#ifndef FLOWFORCE_BUILD_DIR
-#define FLOWFORCE_BUILD_DIR ""
+#ifndef FLOWFORCE_BUILD_BIN_DIR
+#define FLOWFORCE_BUILD_BIN_DIR ""
 #endif
 #ifndef FLOWFORCE_SHARE_BUILD_DIR
 #define FLOWFORCE_SHARE_BUILD_DIR ""
@@ -25,14 +25,14 @@ namespace flowforce::md {
 
 bool runningFromBuildTree() {
     static const bool inBuildTree = [] {
-        if (!*FLOWFORCE_BUILD_DIR) return false;
+        // The build puts every program into one folder (build/bin); an installation anywhere else, even
+        // inside the build tree, is not the build tree.
+        if (!*FLOWFORCE_BUILD_BIN_DIR) return false;
         std::error_code ec;
         const fs::path self = fs::canonical("/proc/self/exe", ec);
         if (ec) return false;
-        const fs::path build = fs::weakly_canonical(FLOWFORCE_BUILD_DIR, ec);
-        if (ec) return false;
-        const auto rel = self.lexically_relative(build);
-        return !rel.empty() && *rel.begin() != "..";
+        const fs::path bin = fs::canonical(FLOWFORCE_BUILD_BIN_DIR, ec);
+        return !ec && self.parent_path() == bin;
     }();
     return inBuildTree;
 }

@@ -10,7 +10,7 @@ namespace flowforce::md {
  *  only for a program running from the build tree, the build and source trees. Throws MDError if none exists. */
 std::string findShareFile(const std::string& name);
 
-/** True if this program's executable lies in the build tree it was built in (not an installed copy). */
+/** True if this program runs from the build tree it was built in (build/bin), not from an installation. */
 bool runningFromBuildTree();
 
 }  // namespace flowforce::md
