@@ -3,7 +3,8 @@
 //   flowforce-example-ala2 MODEL [PDB] [STEPS]
 //
 // MODEL: a FlowForce model (*.flow) or TorchScript file for the molecule (its first n atoms).
-// PDB:   the molecule (default: the alanine dipeptide PDB of the source tree).
+// PDB:   the molecule (default: <exe>/../share/flowforce/alanine-dipeptide.pdb, where FlowForce installs
+//        it, else alanine-dipeptide.pdb in the current folder).
 // Builds a System with one particle per PDB atom (masses from the elements) and the FlowForce as
 // its only force, runs Langevin dynamics at the model's temperature and prints the energies.
 #include "FlowForce.h"
@@ -13,17 +14,25 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <string>
 #include <vector>
 
-#ifndef FLOWFORCE_EXAMPLE_PDB
-#define FLOWFORCE_EXAMPLE_PDB "alanine-dipeptide.pdb"
-#endif
-
 namespace {
+
+// The default molecule: the alanine dipeptide of FlowForce's share folder next to this program.
+std::string defaultPdb() {
+    std::error_code ec;
+    const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+        const auto pdb = self.parent_path().parent_path() / "share" / "flowforce" / "alanine-dipeptide.pdb";
+        if (std::filesystem::exists(pdb, ec)) return pdb.string();
+    }
+    return "alanine-dipeptide.pdb";
+}
 
 struct Molecule {
     std::vector<OpenMM::Vec3> positions;  // nm
@@ -63,7 +72,7 @@ int main(int argc, char** argv) {
     }
     try {
         const std::string modelFile = argv[1];
-        const std::string pdb = argc > 2 ? argv[2] : FLOWFORCE_EXAMPLE_PDB;
+        const std::string pdb = argc > 2 ? argv[2] : defaultPdb();
         const int steps = argc > 3 ? std::atoi(argv[3]) : 100;
         if (steps <= 0) throw std::runtime_error("STEPS must be positive");
 

@@ -2,6 +2,7 @@
 
 #include "flowforce/flow/FileIO.h"
 #include "flowforce/flow/ModelFile.h"
+#include "flowforce/md/Share.h"
 
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
@@ -17,9 +18,6 @@
 
 #ifndef FLOWFORCE_PYTHON
 #define FLOWFORCE_PYTHON "python3"
-#endif
-#ifndef FLOWFORCE_PLOT_SCRIPT
-#define FLOWFORCE_PLOT_SCRIPT ""
 #endif
 
 namespace flowforce::cli {
@@ -84,14 +82,15 @@ void makeDirectories(const std::string& path) {
 
 bool makePlots(const std::string& kind, const nlohmann::json& payload, const std::string& outDir) {
     const char* envScript = std::getenv("FLOWFORCE_PLOT_SCRIPT");
-    std::string script = envScript ? envScript : FLOWFORCE_PLOT_SCRIPT;
-    if (script.empty() || !std::filesystem::exists(script)) {
-        // installed layout: <prefix>/bin/flowforce and <prefix>/share/flowforce/flowforce_plots.py
-        auto self = std::filesystem::read_symlink("/proc/self/exe");
-        auto installed = self.parent_path().parent_path() / "share" / "flowforce" / "flowforce_plots.py";
-        script = installed.string();
+    std::string script = envScript ? envScript : "";
+    if (script.empty()) {
+        // <exe>/../share/flowforce/flowforce_plots.py (installed, or the build tree's copy)
+        try {
+            script = flowforce::md::findShareFile("flowforce_plots.py");
+        } catch (const std::exception&) {
+        }
     }
-    if (!std::filesystem::exists(script)) {
+    if (script.empty() || !std::filesystem::exists(script)) {
         std::cerr << "warning: plotting script not found; no plots written\n";
         return false;
     }

@@ -23,7 +23,7 @@ class Potential;  // flowforce/flow/Potential.h (LibTorch-free)
 namespace FlowForcePlugin {
 
 /** Computes the FlowForce energy E = k_B T u(x) + offset (kJ/mol) and forces -dE/dx (kJ/mol/nm). */
-class CalcFlowForceKernel : public OpenMM::KernelImpl {
+class FLOWFORCE_EXPORT CalcFlowForceKernel : public OpenMM::KernelImpl {
 public:
     /** The kernel name under which platforms register their implementation. */
     static std::string Name() { return "CalcFlowForce"; }

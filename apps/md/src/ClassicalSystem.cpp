@@ -44,7 +44,8 @@ fs::path cacheDirectory(const std::string& requested) {
     }
     if (const char* env = std::getenv("FLOWFORCE_CACHE_DIR"))
         if (*env && usableDirectory(env)) return env;
-    if (*FLOWFORCE_CACHE_BUILD_DIR && usableDirectory(FLOWFORCE_CACHE_BUILD_DIR)) return FLOWFORCE_CACHE_BUILD_DIR;
+    if (*FLOWFORCE_CACHE_BUILD_DIR && runningFromBuildTree() && usableDirectory(FLOWFORCE_CACHE_BUILD_DIR))
+        return FLOWFORCE_CACHE_BUILD_DIR;
     const char* xdg = std::getenv("XDG_CACHE_HOME");
     const char* home = std::getenv("HOME");
     if (xdg && *xdg && usableDirectory(fs::path(xdg) / "flowforce")) return fs::path(xdg) / "flowforce";

@@ -14,6 +14,8 @@
 //                {"type": "box", "low": [...], "high": [...]},
 //                {"type": "inverted", "layer": {...}} ]}
 
+#include "flowforce/flow/Export.h"
+
 #include "flowforce/flow/ModelFormat.h"
 #include "flowforce/flow/ZMatrix.h"
 
@@ -33,7 +35,7 @@ namespace flowforce {
 // Element-wise transforms
 
 /** A group of raw parameters per element (see TransformSpec::heads). */
-struct ParameterHead {
+struct FLOWFORCE_FLOW_EXPORT ParameterHead {
     std::string name;
     int64_t count;
 };
@@ -47,13 +49,13 @@ enum class RampType {
 /** Smallest sharpness s for which the exponential ramp's bump density is unimodal (one maximum, at the
  *  centre of its support): 0.8656721 for beta = 1, 0.3052033 for beta = 2. Below it the density has two
  *  spikes at the support edges. Throws std::invalid_argument for other beta. */
-double unimodalSharpness(int beta);
+FLOWFORCE_FLOW_EXPORT double unimodalSharpness(int beta);
 
 /** Options of the smooth bump-mixture transform (paper section 4, SI-1). Every shape parameter is a
  *  smooth bounded function of its raw conditioner output (no clamps), within the ranges of the paper's
  *  model: sharpness s in [unimodalSharpness(beta), +10], concentration within a factor e^logScaleBound of
  *  its nominal value (constant on the circle), identity weight c in [minIdentity, 1]. */
-struct SmoothMixtureOptions {
+struct FLOWFORCE_FLOW_EXPORT SmoothMixtureOptions {
     int64_t components = 8;      ///< K mixture components
     RampType ramp = RampType::Exponential;
     int beta = 1;                ///< exponent beta of the exponential ramp, 1 or 2
@@ -66,7 +68,7 @@ struct SmoothMixtureOptions {
 };
 
 /** Options of the rational-quadratic spline (Durkan et al. 2019) on [0,1]. */
-struct SplineOptions {
+struct FLOWFORCE_FLOW_EXPORT SplineOptions {
     int64_t bins = 8;
     double minBinWidth = 1e-3;
     double minBinHeight = 1e-3;
@@ -74,7 +76,7 @@ struct SplineOptions {
 };
 
 /** A validated element-wise transform: its kind, topology and options. */
-struct TransformSpec {
+struct FLOWFORCE_FLOW_EXPORT TransformSpec {
     enum class Kind { Smooth, Spline };
     Kind kind = Kind::Smooth;
     bool circular = false;
@@ -102,17 +104,17 @@ struct TransformSpec {
 
 /** Activation functions of conditioner networks. */
 enum class Activation { SiLU, Sin, Tanh, ReLU };
-Activation activationFromName(const std::string& name);
-std::string activationName(Activation a);
+FLOWFORCE_FLOW_EXPORT Activation activationFromName(const std::string& name);
+FLOWFORCE_FLOW_EXPORT std::string activationName(Activation a);
 
 /** How a coupling layer computes its transform's parameters: one conditioner network per parameter
  *  head of the transform (the paper's layout), or one network for all of them. */
 enum class ConditionerHeads { Separate, Shared };
-ConditionerHeads conditionerHeadsFromName(const std::string& name);
-std::string conditionerHeadsName(ConditionerHeads h);
+FLOWFORCE_FLOW_EXPORT ConditionerHeads conditionerHeadsFromName(const std::string& name);
+FLOWFORCE_FLOW_EXPORT std::string conditionerHeadsName(ConditionerHeads h);
 
 /** A coupling layer (Flow.h, CouplingLayer). */
-struct CouplingSpec {
+struct FLOWFORCE_FLOW_EXPORT CouplingSpec {
     std::vector<int64_t> conditioning, transformed;
     TransformSpec transform;  ///< circular = the topology of the transformed dimensions
     std::vector<int64_t> hidden{64, 64};
@@ -129,12 +131,12 @@ struct CouplingSpec {
 };
 
 /** A fixed affine map of the box [low, high] onto [0,1]^d (Flow.h, BoxLayer). */
-struct BoxSpec {
+struct FLOWFORCE_FLOW_EXPORT BoxSpec {
     std::vector<double> low, high;
 };
 
 /** One layer: a coupling or a box, possibly wrapped in one or more "inverted" layers. */
-struct LayerSpec {
+struct FLOWFORCE_FLOW_EXPORT LayerSpec {
     enum class Kind { Coupling, Box, Inverted };
     Kind kind = Kind::Coupling;
     CouplingSpec coupling;              ///< kind Coupling
@@ -144,7 +146,7 @@ struct LayerSpec {
 };
 
 /** Where a configuration leaves a flow's support (its density is zero there). */
-struct SupportViolation {
+struct FLOWFORCE_FLOW_EXPORT SupportViolation {
     int64_t coordinate = -1;  ///< index of the internal coordinate (bonds, then angles) or data value; -1: inside
     std::string description;  ///< e.g. "bond 3 (atoms 4-6) is 0.412 nm, outside the model's range [0.05, 0.3] nm"
     bool inside() const { return coordinate < 0; }
@@ -156,7 +158,7 @@ struct SupportViolation {
  *  and its derivative vanishes with all derivatives at both ends, so the density in Cartesian space goes
  *  to zero smoothly at the ends of the ranges: -log p rises like s/t, a wall that keeps bonds inside their
  *  range and angles away from 180 degrees, where the torsions that use them are undefined. */
-struct EmbeddingSpec {
+struct FLOWFORCE_FLOW_EXPORT EmbeddingSpec {
     ZMatrix zmatrix;
     std::array<double, 2> bondRange{0.05, 0.3};          ///< nm
     std::array<double, 2> angleRange{0.15 * 3.14159265358979323846, 3.14159265358979323846};  ///< rad
@@ -172,7 +174,7 @@ struct EmbeddingSpec {
 };
 
 /** A whole flow. */
-struct ArchitectureSpec {
+struct FLOWFORCE_FLOW_EXPORT ArchitectureSpec {
     int64_t dim = 0;
     std::vector<bool> circular;
     std::optional<EmbeddingSpec> embedding;
@@ -195,6 +197,6 @@ struct ArchitectureSpec {
 /** A model file's architecture, parsed, with its weights checked against it: every tensor the
  *  architecture needs present with its shape, none left over, every value finite. The validation every
  *  reader applies before it allocates anything. Throws ModelFileError naming `source`. */
-ArchitectureSpec validatedArchitecture(const ModelFile& model, const std::string& source);
+FLOWFORCE_FLOW_EXPORT ArchitectureSpec validatedArchitecture(const ModelFile& model, const std::string& source);
 
 }  // namespace flowforce

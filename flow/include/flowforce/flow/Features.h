@@ -2,6 +2,8 @@
 // How narrow the features of a molecular flow's density are, in the units of the internal coordinates
 // and against how far those coordinates move in one MD step: whether a model is safe to integrate.
 
+#include "flowforce/flow/Export.h"
+
 #include "flowforce/flow/Flow.h"
 
 #include <string>
@@ -10,7 +12,7 @@
 namespace flowforce {
 
 /** The narrowest significant bump of a smooth flow's density on given configurations. */
-struct FeatureReport {
+struct FLOWFORCE_FLOW_EXPORT FeatureReport {
     bool found = false;              ///< false for flows without smooth mixtures or without embedding
     int64_t layer = -1;              ///< index in Flow::layers() (data -> latent order)
     int64_t dim = -1;                ///< internal coordinate (flow dimension)
@@ -31,11 +33,11 @@ struct FeatureReport {
  * that dimension, and the embedding's map), against the coordinate's thermal displacement in one step:
  * v_rms dt with v_rms^2 = k_B T sum_atoms |dq/dx|^2 / m (masses in Da, T in K, dt in ps).
  */
-FeatureReport narrowestFeature(Flow& flow, const torch::Tensor& x, const std::vector<double>& masses, double temperatureK,
+FLOWFORCE_FLOW_EXPORT FeatureReport narrowestFeature(Flow& flow, const torch::Tensor& x, const std::vector<double>& masses, double temperatureK,
                                double timestepPs, double significance = 0.1);
 
 /** Full width at half height of the bump density sigma'(t) of a smooth mixture component with sharpness s
  *  (exponential ramp, beta 1 or 2) or monomial order s, in units of the component's support (1/a wide). */
-double bumpHalfWidth(double s, RampType ramp, int beta);
+FLOWFORCE_FLOW_EXPORT double bumpHalfWidth(double s, RampType ramp, int beta);
 
 }  // namespace flowforce

@@ -4,6 +4,8 @@
 // returns log|det dz/dx|, so log p(x) = forward(x).logdet; inverse() maps latent to data (sampling).
 // Every layer is described by a JSON config so that a model file can rebuild it (ModelFile.h).
 
+#include "flowforce/flow/Export.h"
+
 #include "flowforce/flow/Transforms.h"
 
 #include <torch/torch.h>
@@ -16,13 +18,13 @@
 namespace flowforce {
 
 /** A batch mapped through a bijection: outputs [B, d] and log|det J| per row [B]. */
-struct FlowResult {
+struct FLOWFORCE_FLOW_EXPORT FlowResult {
     torch::Tensor out;
     torch::Tensor logdet;
 };
 
 /** Base class of all flow layers (a torch::nn::Module, so parameters are registered and saved). */
-class Bijection : public torch::nn::Module {
+class FLOWFORCE_FLOW_EXPORT Bijection : public torch::nn::Module {
 public:
     /** Data-to-latent direction: x [B, d] -> z, log|det dz/dx| [B]. */
     virtual FlowResult forward(const torch::Tensor& x) = 0;
@@ -35,7 +37,7 @@ using BijectionPtr = std::shared_ptr<Bijection>;
 
 /** Dense conditioner: embeds its inputs (circular ones as cos/sin of 2 pi x, others as 2x - 1), then
  *  Linear -> activation for each hidden size, then a final Linear to the transform parameters. */
-class Conditioner : public torch::nn::Module {
+class FLOWFORCE_FLOW_EXPORT Conditioner : public torch::nn::Module {
 public:
     Conditioner(std::vector<bool> inputCircular, int64_t outputs, std::vector<int64_t> hidden, Activation activation);
     torch::Tensor forward(const torch::Tensor& x);
@@ -59,7 +61,7 @@ private:
  * With invertTransform the element-wise transform is applied in its inverse direction in forward(),
  * so the analytic direction can be put on either side of the flow.
  */
-class CouplingLayer : public Bijection {
+class FLOWFORCE_FLOW_EXPORT CouplingLayer : public Bijection {
 public:
     /** A coupling of a flow whose dimensions have the given circular flags (spec validated by
      *  ArchitectureSpec). */
@@ -84,7 +86,7 @@ private:
 };
 
 /** Swaps the directions of another bijection. */
-class InvertedLayer : public Bijection {
+class FLOWFORCE_FLOW_EXPORT InvertedLayer : public Bijection {
 public:
     explicit InvertedLayer(BijectionPtr inner);
     FlowResult forward(const torch::Tensor& x) override { return inner_->inverse(x); }
@@ -97,7 +99,7 @@ private:
 };
 
 /** Fixed affine map of the box [low, high] onto [0,1]^d (circular dimensions are wrapped into [0,1)). */
-class BoxLayer : public Bijection {
+class FLOWFORCE_FLOW_EXPORT BoxLayer : public Bijection {
 public:
     BoxLayer(const BoxSpec& spec, std::vector<bool> circular);
     FlowResult forward(const torch::Tensor& x) override;
@@ -118,7 +120,7 @@ private:
  * embedding is a dimension-changing first layer from the data space, e.g. {"type":
  * "internal_coordinates", ...} mapping Cartesian positions [B, 3n] to [B, 3n-6] (InternalCoordinates.h).
  */
-class Flow : public Bijection {
+class FLOWFORCE_FLOW_EXPORT Flow : public Bijection {
 public:
     /** Throws std::invalid_argument on an invalid architecture (ArchitectureSpec::fromJson). */
     explicit Flow(const nlohmann::json& architecture);
@@ -160,11 +162,11 @@ private:
 };
 
 /** Builds one layer from its spec for a flow with the given per-dimension topology. */
-BijectionPtr makeBijection(const LayerSpec& spec, const std::vector<bool>& circular);
+FLOWFORCE_FLOW_EXPORT BijectionPtr makeBijection(const LayerSpec& spec, const std::vector<bool>& circular);
 
 /** Architecture of a stack of 2-dim-style alternating couplings: layer i transforms the dimensions
  *  congruent to (i mod 2) conditioned on the others. Convenience for toys and tests. */
-nlohmann::json alternatingCouplingArchitecture(int64_t dim, const std::vector<bool>& circular, int64_t numLayers,
+FLOWFORCE_FLOW_EXPORT nlohmann::json alternatingCouplingArchitecture(int64_t dim, const std::vector<bool>& circular, int64_t numLayers,
                                                const nlohmann::json& transformConfig, std::vector<int64_t> hidden,
                                                Activation activation, ConditionerHeads heads = ConditionerHeads::Separate);
 

@@ -13,6 +13,8 @@
 //
 // Units: nm for positions and bonds, radians for angles and torsions.
 
+#include "flowforce/flow/Export.h"
+
 #include "flowforce/flow/Architecture.h"
 #include "flowforce/flow/Flow.h"
 #include "flowforce/flow/ZMatrix.h"
@@ -32,11 +34,11 @@ namespace flowforce {
 /** Kind of an internal coordinate. */
 enum class ICKind { Bond, Angle, Torsion };
 /** "bond", "angle" or "torsion". */
-std::string icKindName(ICKind kind);
+FLOWFORCE_FLOW_EXPORT std::string icKindName(ICKind kind);
 
 /** What one output dimension of an InternalCoordinateLayer is: its kind, the atom it places and the
  *  z-matrix row (index into ZMatrix::rows) it comes from. */
-struct ICIndex {
+struct FLOWFORCE_FLOW_EXPORT ICIndex {
     ICKind kind;
     int64_t atom;
     int64_t row;
@@ -68,7 +70,7 @@ struct ICIndex {
  * Double precision recommended; differentiable by autograd to any order away from degenerate
  * geometries (zero bonds, straight angles, collinear torsion atoms).
  */
-class InternalCoordinateLayer : public Bijection {
+class FLOWFORCE_FLOW_EXPORT InternalCoordinateLayer : public Bijection {
 public:
     /** Default ranges: bonds [0.05, 0.3] nm, angles [0.15 pi, pi] rad. Throws std::invalid_argument
      *  on an invalid z-matrix or empty/reversed ranges. */
@@ -132,11 +134,11 @@ private:
 };
 
 /** Builds an InternalCoordinateLayer from its config() (throws std::invalid_argument). */
-std::shared_ptr<InternalCoordinateLayer> makeInternalCoordinateLayer(const nlohmann::json& config);
+FLOWFORCE_FLOW_EXPORT std::shared_ptr<InternalCoordinateLayer> makeInternalCoordinateLayer(const nlohmann::json& config);
 
 /** Dihedral angles (rad, (-pi, pi], IUPAC sign convention) of atom quadruples (i, j, k, l) from
  *  positions x [B, n, 3] or [B, 3n] (nm): the angle between the planes (i, j, k) and (j, k, l), [B, K].
  *  Differentiable; dihedral(i, j, k, l) == dihedral(l, k, j, i). */
-torch::Tensor dihedrals(const torch::Tensor& x, const std::vector<std::array<int64_t, 4>>& quadruples);
+FLOWFORCE_FLOW_EXPORT torch::Tensor dihedrals(const torch::Tensor& x, const std::vector<std::array<int64_t, 4>>& quadruples);
 
 }  // namespace flowforce

@@ -1,6 +1,8 @@
 #pragma once
 // Black-box inversion of element-wise bijections of [0,1] (paper section 5, SI-1.3 and SI-1.4).
 
+#include "flowforce/flow/Export.h"
+
 #include "flowforce/flow/Transforms.h"
 
 #include <functional>
@@ -17,11 +19,11 @@ namespace flowforce {
  * @param bins       K >= 2 (2 is plain bisection)
  * @param tolerance  bracket width at which to stop (in units of x), > 0
  */
-torch::Tensor multiBinBisection(const ElementwiseTransform::Evaluator& f, const torch::Tensor& y, int64_t bins,
+FLOWFORCE_FLOW_EXPORT torch::Tensor multiBinBisection(const ElementwiseTransform::Evaluator& f, const torch::Tensor& y, int64_t bins,
                                 double tolerance);
 
 /** Number of bisection steps multiBinBisection takes for these settings. */
-int64_t bisectionSteps(int64_t bins, double tolerance);
+FLOWFORCE_FLOW_EXPORT int64_t bisectionSteps(int64_t bins, double tolerance);
 
 /**
  * x = f^-1(y) and log (f^-1)'(y) = -log f'(x) for transform.forward = f, found by multiBinBisection
@@ -32,7 +34,7 @@ int64_t bisectionSteps(int64_t bins, double tolerance);
  * computed from forward evaluations at the root only (one vector-Jacobian product of f and log f').
  * The gradients are exact to first order; the transform must outlive the autograd graph.
  */
-ElementwiseResult invertWithImplicitGradients(const ElementwiseTransform& transform, const torch::Tensor& y,
+FLOWFORCE_FLOW_EXPORT ElementwiseResult invertWithImplicitGradients(const ElementwiseTransform& transform, const torch::Tensor& y,
                                               const torch::Tensor& params);
 
 }  // namespace flowforce

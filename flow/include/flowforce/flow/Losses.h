@@ -4,6 +4,8 @@
 // energy cut, and the importance-sampling estimates of the sampling efficiency and log Z.
 // Energies u are in units of k_B T, forces in k_B T per length unit (nm for molecules).
 
+#include "flowforce/flow/Export.h"
+
 #include "flowforce/flow/Flow.h"
 
 #include <torch/torch.h>
@@ -11,7 +13,7 @@
 namespace flowforce {
 
 /** The data terms of the loss for a batch of configurations x [B, dataDim]. */
-struct DataLosses {
+struct FLOWFORCE_FLOW_EXPORT DataLosses {
     /** NLL: the mean of -log p(x), nats. */
     torch::Tensor nll;
     /** FM (undefined without reference forces): forceMatchingLoss of the reference forces and the flow's
@@ -21,25 +23,25 @@ struct DataLosses {
 /** NLL and, given reference forces f = F/k_BT [B, dataDim], FM. Without forces one forward pass gives
  *  the NLL (differentiable unless the caller disabled gradients); with forces the NLL comes from
  *  Flow::energyAndGradient, and with createGraph both terms stay differentiable in the parameters. */
-DataLosses dataLosses(Flow& flow, const torch::Tensor& x, const torch::Tensor& forces = {}, bool createGraph = false);
+FLOWFORCE_FLOW_EXPORT DataLosses dataLosses(Flow& flow, const torch::Tensor& x, const torch::Tensor& forces = {}, bool createGraph = false);
 
 /** Force-matching error per configuration [B]: the mean over the Cartesian components of (f + du/dx)^2
  *  for reference forces f [B, d] and model gradients du/dx [B, d] (both in k_B T per length unit).
  *  Per component, not the squared norm: the normalisation under which the paper's w_f = 0.001
  *  (Table 1) balances NLL and FM, and its FME values compare. */
-torch::Tensor forceMatchingErrors(const torch::Tensor& forces, const torch::Tensor& gradient);
+FLOWFORCE_FLOW_EXPORT torch::Tensor forceMatchingErrors(const torch::Tensor& forces, const torch::Tensor& gradient);
 /** The FM loss: the mean of forceMatchingErrors over the batch, (1/length)^2. */
-torch::Tensor forceMatchingLoss(const torch::Tensor& forces, const torch::Tensor& gradient);
+FLOWFORCE_FLOW_EXPORT torch::Tensor forceMatchingLoss(const torch::Tensor& forces, const torch::Tensor& gradient);
 
 /** The energy cut of the reverse KL (Physics.h energyCut, paper SI-2.5) element-wise on energies in
  *  k_B T; differentiable (the logarithmic branch is never evaluated below the cut). */
-torch::Tensor energyCut(const torch::Tensor& energies);
+FLOWFORCE_FLOW_EXPORT torch::Tensor energyCut(const torch::Tensor& energies);
 /** The reverse KL up to the constant log Z, k_B T: the mean over flow samples x of
  *  energyCut(u(x)) + log p(x), for target energies u [B] and the flow's log p(x) [B]. */
-torch::Tensor reverseKL(const torch::Tensor& energies, const torch::Tensor& logProb);
+FLOWFORCE_FLOW_EXPORT torch::Tensor reverseKL(const torch::Tensor& energies, const torch::Tensor& logProb);
 
 /** Importance sampling of the target exp(-u) with N flow samples, weights w = exp(-u(x) - log p(x)). */
-struct ImportanceEstimates {
+struct FLOWFORCE_FLOW_EXPORT ImportanceEstimates {
     /** Samples whose target energy counts [N] (bool): finite and below kEnergyCeilingKT, the value
      *  at which a target marks a failed evaluation; the others get weight 0. */
     torch::Tensor valid;
@@ -48,6 +50,6 @@ struct ImportanceEstimates {
     /** log Z = log(sum w / N), the log partition function of exp(-u) (-inf if no sample counts). */
     double logPartitionFunction = 0;
 };
-ImportanceEstimates importanceEstimates(const torch::Tensor& energies, const torch::Tensor& logProb);
+FLOWFORCE_FLOW_EXPORT ImportanceEstimates importanceEstimates(const torch::Tensor& energies, const torch::Tensor& logProb);
 
 }  // namespace flowforce

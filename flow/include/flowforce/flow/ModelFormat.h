@@ -6,6 +6,8 @@
 //   "architecture": JSON text of the flow architecture (Architecture.h), "info": JSON text (temperature, ...).
 // numpy, Python's safetensors package, the native evaluator and the LibTorch flow read it.
 
+#include "flowforce/flow/Export.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -21,7 +23,7 @@ namespace flowforce {
 constexpr int kModelFormatVersion = 2;
 
 /** A model file that cannot be read: missing, truncated, corrupt, or not matching its architecture. */
-class ModelFileError : public std::runtime_error {
+class FLOWFORCE_FLOW_EXPORT ModelFileError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
 };
@@ -30,7 +32,7 @@ public:
 enum class TensorType { F64, F32 };
 
 /** A named tensor of a model file: its stored type and shape, its values as doubles (row-major). */
-struct StoredTensor {
+struct FLOWFORCE_FLOW_EXPORT StoredTensor {
     TensorType type = TensorType::F64;
     std::vector<int64_t> shape;
     std::vector<double> values;
@@ -39,7 +41,7 @@ struct StoredTensor {
 };
 
 /** The contents of a model file. */
-struct ModelFile {
+struct FLOWFORCE_FLOW_EXPORT ModelFile {
     nlohmann::json architecture;                    ///< flow architecture (Architecture.h)
     nlohmann::json info = nlohmann::json::object(); ///< free-form information: temperature_K, molecule, ...
     int formatVersion = kModelFormatVersion;        ///< the version the file declared (writing uses the current one)
@@ -47,20 +49,20 @@ struct ModelFile {
 };
 
 /** Serializes to the file format (bytes), with the current format version. */
-std::string serializeModelFile(const ModelFile& model);
+FLOWFORCE_FLOW_EXPORT std::string serializeModelFile(const ModelFile& model);
 /** Parses and validates the container: header length, JSON, format and version, every tensor's dtype,
  *  shape and byte range (within the file, no overlaps, gaps or trailing bytes), before allocating.
  *  `source` names the bytes in error messages. Throws ModelFileError with a one-line reason. */
-ModelFile parseModelFile(const std::string& bytes, const std::string& source);
+FLOWFORCE_FLOW_EXPORT ModelFile parseModelFile(const std::string& bytes, const std::string& source);
 /** True if the bytes start like a model file (a plausible header length followed by '{'). */
-bool looksLikeModelFile(const std::string& bytes);
+FLOWFORCE_FLOW_EXPORT bool looksLikeModelFile(const std::string& bytes);
 /** Reads and parses a model file; throws ModelFileError. */
-ModelFile readModelFile(const std::string& path);
+FLOWFORCE_FLOW_EXPORT ModelFile readModelFile(const std::string& path);
 /** Writes a model file atomically (FileIO.h). */
-void writeModelFile(const std::string& path, const ModelFile& model);
+FLOWFORCE_FLOW_EXPORT void writeModelFile(const std::string& path, const ModelFile& model);
 
 /** The model's temperature in K from info["temperature_K"]: 0 if absent; throws ModelFileError if it
  *  is present but not a positive finite number below 1e6 K. */
-double modelTemperature(const ModelFile& model, const std::string& source);
+FLOWFORCE_FLOW_EXPORT double modelTemperature(const ModelFile& model, const std::string& source);
 
 }  // namespace flowforce

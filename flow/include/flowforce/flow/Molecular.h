@@ -1,6 +1,8 @@
 #pragma once
 // Architectures of molecular flows: the Boltzmann generator of the seed paper (SI-2.4, Fig. SI-2).
 
+#include "flowforce/flow/Export.h"
+
 #include "flowforce/flow/Flow.h"
 #include "flowforce/flow/InternalCoordinates.h"
 
@@ -18,7 +20,7 @@ namespace flowforce {
  * @param transform     element-wise transform config ({"type": "smooth", "components": 8} or a spline)
  * @param invertSmooth  put smooth transforms in the inverse direction (density by root finding)
  */
-nlohmann::json boltzmannGeneratorArchitecture(const ZMatrix& z, const nlohmann::json& transform,
+FLOWFORCE_FLOW_EXPORT nlohmann::json boltzmannGeneratorArchitecture(const ZMatrix& z, const nlohmann::json& transform,
                                               std::vector<int64_t> hidden = {64, 64},
                                               Activation activation = Activation::Sin, bool invertSmooth = false);
 

@@ -10,6 +10,8 @@
 // work and memory traffic) and everything else (coordinates, element-wise transforms, log-determinants,
 // the energy) in double.
 
+#include "flowforce/flow/Export.h"
+
 #include "flowforce/flow/Architecture.h"
 #include "flowforce/flow/ModelFormat.h"
 
@@ -22,9 +24,9 @@ namespace flowforce {
 
 /** Arithmetic of the conditioner networks in the native evaluator. */
 enum class Precision { Double, Single };
-std::string precisionName(Precision p);
+FLOWFORCE_FLOW_EXPORT std::string precisionName(Precision p);
 /** "double" or "single" (also "mixed" = single); throws std::invalid_argument otherwise. */
-Precision precisionFromName(const std::string& name);
+FLOWFORCE_FLOW_EXPORT Precision precisionFromName(const std::string& name);
 
 namespace native {
 struct Program;  // the compiled flow (NativeFlow.cpp)
@@ -32,7 +34,7 @@ struct Program;  // the compiled flow (NativeFlow.cpp)
 
 /** A model compiled for native evaluation: validated architecture, weights in evaluation order. Immutable
  *  and shareable between evaluators (one per thread or per OpenMM kernel). */
-class NativeFlow {
+class FLOWFORCE_FLOW_EXPORT NativeFlow {
 public:
     /** Compiles a parsed model file. Checks the architecture (ArchitectureSpec::fromJson) and that every
      *  weight the architecture needs is present with its shape, none is left over and every value is
@@ -64,7 +66,7 @@ private:
  * layer with one network (splines, affine) stays on the calling thread. Idle workers spin for ~2 ms after a
  * call (so back-to-back MD steps need no wake-up) and then sleep. Results do not depend on the thread count.
  */
-class NativeEvaluator {
+class FLOWFORCE_FLOW_EXPORT NativeEvaluator {
 public:
     /** threads: threads that evaluate (the caller included), >= 1. */
     NativeEvaluator(std::shared_ptr<const NativeFlow> flow, Precision precision, int threads = 1);

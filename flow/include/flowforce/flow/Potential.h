@@ -3,6 +3,8 @@
 // positions of n particles, with its exact gradient. This header is free of LibTorch so that the OpenMM
 // plugin and applications can use it cheaply.
 
+#include "flowforce/flow/Export.h"
+
 #include "flowforce/flow/NativeFlow.h"
 
 #include <memory>
@@ -14,15 +16,15 @@ namespace flowforce {
 /** How a FlowForce model file is evaluated: the native evaluator (NativeFlow.h, the default) or the
  *  LibTorch flow with autograd (for cross-checks). TorchScript modules always use LibTorch. */
 enum class Backend { Native, LibTorch };
-std::string backendName(Backend b);
+FLOWFORCE_FLOW_EXPORT std::string backendName(Backend b);
 
-struct PotentialOptions {
+struct FLOWFORCE_FLOW_EXPORT PotentialOptions {
     Backend backend = Backend::Native;
     Precision precision = Precision::Double;  ///< native backend only; LibTorch computes in double
     int threads = 1;  ///< native backend only: threads that evaluate (NativeEvaluator), the caller included
 };
 
-class Potential {
+class FLOWFORCE_FLOW_EXPORT Potential {
 public:
     virtual ~Potential() = default;
     /** Number of particles n the model describes. */
@@ -38,7 +40,7 @@ public:
 };
 
 /** What a model file declares, read without building the model (cheap for FlowForce model files). */
-struct ModelSummary {
+struct FLOWFORCE_FLOW_EXPORT ModelSummary {
     int numParticles = 0;          ///< particles n
     double temperature = 0.0;      ///< K, 0 if the model does not say
     std::string description;       ///< as Potential::describe, without the backend
@@ -50,14 +52,14 @@ struct ModelSummary {
  *  [n,3] (nm, float64) to -log p (a scalar; numParticles is required for modules that do not declare
  *  num_particles). numParticles > 0 is checked against the model; -1 takes the model's. Throws
  *  std::runtime_error with a one-line message. */
-ModelSummary summarizeModel(const std::string& bytes, const std::string& name, int numParticles = -1);
+FLOWFORCE_FLOW_EXPORT ModelSummary summarizeModel(const std::string& bytes, const std::string& name, int numParticles = -1);
 
 /** Loads a model for evaluation (see summarizeModel for the kinds of files). FlowForce model files are
  *  checked against the support rule at every evaluation (EmbeddingSpec::checkSupport): outside it, the
  *  evaluation throws std::runtime_error naming the coordinate and the model's range. */
-std::unique_ptr<Potential> loadPotentialFromBytes(const std::string& bytes, const std::string& name, int numParticles = -1,
+FLOWFORCE_FLOW_EXPORT std::unique_ptr<Potential> loadPotentialFromBytes(const std::string& bytes, const std::string& name, int numParticles = -1,
                                                   const PotentialOptions& options = {});
 /** Same, from a file. */
-std::unique_ptr<Potential> loadPotential(const std::string& path, int numParticles = -1, const PotentialOptions& options = {});
+FLOWFORCE_FLOW_EXPORT std::unique_ptr<Potential> loadPotential(const std::string& path, int numParticles = -1, const PotentialOptions& options = {});
 
 }  // namespace flowforce

@@ -9,6 +9,8 @@
 // Transforms without a closed-form inverse invert by multi-bin bisection (Inversion.h) with exact
 // gradients from the inverse function theorem.
 
+#include "flowforce/flow/Export.h"
+
 #include "flowforce/flow/Architecture.h"
 
 #include <torch/torch.h>
@@ -23,19 +25,19 @@
 namespace flowforce {
 
 /** Output of an element-wise transform: the mapped values and log|dy/dx| per element. */
-struct ElementwiseResult {
+struct FLOWFORCE_FLOW_EXPORT ElementwiseResult {
     torch::Tensor out;
     torch::Tensor logdet;
 };
 
 /** Settings of the multi-bin bisection used by transforms without an analytic inverse. */
-struct InversionOptions {
+struct FLOWFORCE_FLOW_EXPORT InversionOptions {
     int64_t bins = 16;         ///< bins per bisection step (2 = plain bisection)
     double tolerance = 1e-12;  ///< bracket width at which the search stops, in units of x
 };
 
 /** An element-wise bijection of [0,1] (or of the circle) with conditioner-provided parameters. */
-class ElementwiseTransform {
+class FLOWFORCE_FLOW_EXPORT ElementwiseTransform {
 public:
     explicit ElementwiseTransform(TransformSpec spec) : spec_(std::move(spec)) {}
     virtual ~ElementwiseTransform() = default;
@@ -74,7 +76,7 @@ private:
 using TransformPtr = std::shared_ptr<const ElementwiseTransform>;
 
 /** The constrained shape of a smooth mixture, [..., K] each (SmoothMixtureTransform::shape). */
-struct MixtureShape {
+struct FLOWFORCE_FLOW_EXPORT MixtureShape {
     torch::Tensor w;  ///< mixture weights (softmax), sum 1
     torch::Tensor s;  ///< ramp sharpness (exponential ramp; 1 for the monomial ramp)
     torch::Tensor a;  ///< concentration: the bump's support is 1/a wide
@@ -91,7 +93,7 @@ struct MixtureShape {
  *                      log-concentrations                  a = a0 exp(bound * tanh(raw))  (circle: a = a0)
  *                      identity weights                    c = c_min + (1 - c_min) sigmoid(raw)
  *  (the monomial ramp has no sharpness head). */
-class SmoothMixtureTransform : public ElementwiseTransform {
+class FLOWFORCE_FLOW_EXPORT SmoothMixtureTransform : public ElementwiseTransform {
 public:
     /** Throws std::invalid_argument on invalid options (TransformSpec::validate). */
     SmoothMixtureTransform(bool circular, SmoothMixtureOptions options = {});
@@ -119,7 +121,7 @@ private:
 /** Monotonic rational-quadratic spline on [0,1] with analytic inverse: the C^1 baseline.
  *  Raw parameters per element: K widths, K heights, then K+1 knot derivatives (K on the circle,
  *  where the last knot's derivative is tied to the first so the density is continuous across the seam). */
-class RationalQuadraticSplineTransform : public ElementwiseTransform {
+class FLOWFORCE_FLOW_EXPORT RationalQuadraticSplineTransform : public ElementwiseTransform {
 public:
     /** Throws std::invalid_argument on invalid options (TransformSpec::validate). */
     RationalQuadraticSplineTransform(bool circular, SplineOptions options = {});
@@ -143,7 +145,7 @@ private:
 
 /** Creates a transform from its validated spec, or from its config() (throws std::invalid_argument on a
  *  bad config). */
-TransformPtr makeTransform(const TransformSpec& spec);
-TransformPtr makeTransform(const nlohmann::json& config);
+FLOWFORCE_FLOW_EXPORT TransformPtr makeTransform(const TransformSpec& spec);
+FLOWFORCE_FLOW_EXPORT TransformPtr makeTransform(const nlohmann::json& config);
 
 }  // namespace flowforce

@@ -2,6 +2,8 @@
 // Z-matrices: which atoms define the bond, angle and torsion that place each atom (paper SI-2.4).
 // Free of LibTorch: the native evaluator, the model-file validation and the tools share it.
 
+#include "flowforce/flow/Export.h"
+
 #include <nlohmann/json.hpp>
 
 #include <array>
@@ -12,7 +14,7 @@
 namespace flowforce {
 
 /** A z-matrix: one row (atom, bond-ref, angle-ref, torsion-ref) per atom, -1 = no reference. */
-struct ZMatrix {
+struct FLOWFORCE_FLOW_EXPORT ZMatrix {
     using Row = std::array<int64_t, 4>;
     std::vector<Row> rows;
 

@@ -15,7 +15,7 @@ namespace flowforce::md {
 struct ClassicalSystemOptions {
     std::vector<std::string> forceFields{"amber99sbildn.xml", "amber99_obc.xml"};
     std::string python;    // empty: $FLOWFORCE_PYTHON, else the configured interpreter
-    std::string cacheDir;  // empty: $FLOWFORCE_CACHE_DIR, else build/cache, else ~/.cache/flowforce
+    std::string cacheDir;  // empty: $FLOWFORCE_CACHE_DIR, else build/cache (from the build tree), else ~/.cache/flowforce
     bool verbose = true;   // say on stderr when the helper runs
 };
 
