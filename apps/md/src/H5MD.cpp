@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <type_traits>
 
 namespace flowforce::md {
 
@@ -321,7 +322,15 @@ std::vector<T> readStepOrTime(hid_t file, const std::string& path, hid_t memType
         const std::string off = readAttributeText(d, "offset");
         const double offset = off.empty() ? 0.0 : std::atof(off.c_str());
         std::vector<T> v(frames);
-        for (size_t i = 0; i < frames; ++i) v[i] = static_cast<T>(offset + static_cast<double>(i) * static_cast<double>(interval[0]));
+        for (size_t i = 0; i < frames; ++i) {
+            const double x = offset + static_cast<double>(i) * static_cast<double>(interval[0]);
+            // An integer step must be representable (a double outside int64's range does not convert).
+            const bool fits = std::isfinite(x) && (!std::is_integral_v<T> || (x >= -9.2233720368547758e18 && x < 9.2233720368547758e18));
+            if (!fits)
+                throw MDError("'" + path + "': interval " + std::to_string(static_cast<double>(interval[0])) + " with offset '" + off +
+                              "' gives frame " + std::to_string(i) + " the value " + std::to_string(x) + ", out of range");
+            v[i] = static_cast<T>(x);
+        }
         return v;
     }
     auto v = readRows<T>(d, memType, frames, path);
