@@ -19,8 +19,10 @@ for target in fuzz_model fuzz_h5md fuzz_xml; do
   rm -rf "$work" "$artifacts"
   mkdir -p "$work" "$artifacts"
   echo "== $target: up to $runs executions, at most $max_time s (log: $log)"
+  dict=()
+  [ -f "$src/$target.dict" ] && dict=(-dict="$src/$target.dict")
   # -timeout: one input may take 10 s; -malloc_limit_mb: no single allocation over 512 MB.
-  "$bin" -runs="$runs" -max_total_time="$max_time" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
+  "$bin" "${dict[@]}" -runs="$runs" -max_total_time="$max_time" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
     -print_final_stats=1 -artifact_prefix="$artifacts/" "$work" "$src/corpus/$target" >"$log" 2>&1
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
