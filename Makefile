@@ -7,7 +7,7 @@ PYTHON    ?= /usr/bin/python3
 CMAKE_ARGS ?=
 DEMO_DIR  ?= demo
 
-.PHONY: all deps configure build demo toy test clean
+.PHONY: all deps configure build demo toy test clean fuzz fuzz-build fuzz-seeds
 
 all: build
 
@@ -37,3 +37,29 @@ test: build
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# Fuzzing (README.md, "Fuzzing"): libFuzzer targets of the three loaders (model files, H5MD, FlowForce
+# XML), built with clang and ASan + UBSan in their own build folder (only the fuzz targets and what they
+# need: no LibTorch), each run for FUZZ_RUNS executions (at most FUZZ_MAX_TIME s) from the seeds in
+# tests/fuzz/corpus. Any finding fails. Needs clang-14 and libclang-rt-14-dev.
+FUZZ_DIR      ?= build-fuzz
+FUZZ_CC       ?= clang-14
+FUZZ_CXX      ?= clang++-14
+FUZZ_JOBS     ?= 2
+FUZZ_RUNS     ?= 100000
+FUZZ_MAX_TIME ?= 600
+
+$(FUZZ_DIR)/CMakeCache.txt:
+	cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=$(FUZZ_CC) -DCMAKE_CXX_COMPILER=$(FUZZ_CXX) \
+	  -DFLOWFORCE_FUZZ=ON -DFLOWFORCE_BUILD_TESTS=OFF -DFLOWFORCE_BUILD_BENCHMARKS=OFF -DPython3_EXECUTABLE=$(PYTHON)
+
+fuzz-build: $(FUZZ_DIR)/CMakeCache.txt
+	cmake --build $(FUZZ_DIR) -j $(FUZZ_JOBS) --target flowforce_fuzz
+
+fuzz: fuzz-build
+	bash tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_RUNS) $(FUZZ_MAX_TIME)
+
+# Rewrites the generated seeds (model files, XML). The H5MD seeds are layouts (tests/fuzz/FuzzH5MD.h).
+fuzz-seeds: $(FUZZ_DIR)/CMakeCache.txt
+	cmake --build $(FUZZ_DIR) -j $(FUZZ_JOBS) --target flowforce_fuzz_make_seeds
+	$(FUZZ_DIR)/bin/flowforce_fuzz_make_seeds tests/fuzz/corpus

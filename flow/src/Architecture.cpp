@@ -1,6 +1,8 @@
 #include "flowforce/flow/Architecture.h"
 
 #include <cmath>
+#include <limits>
+#include <type_traits>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -23,13 +25,53 @@ constexpr double kEdgeGuard = 1e-5;
 
 std::invalid_argument bad(const std::string& what) { return std::invalid_argument(what); }
 
+/** An integer of type T from a JSON number: an integer within T's range, or a float with an integral
+ *  value within it (nlohmann's get<T> would convert 1e300 or 2.5 without a word: undefined or truncated). */
+template <class T>
+T integerAs(const nlohmann::json& v, const char* key, const std::string& where) {
+    auto out = [&] {
+        return bad(where + ": '" + key + "' must be an integer within " + std::to_string(std::numeric_limits<T>::min()) + ".." +
+                   std::to_string(std::numeric_limits<T>::max()) + " (got " + v.dump().substr(0, 40) + ")");
+    };
+    if (v.is_number_unsigned()) {
+        const auto u = v.get<uint64_t>();
+        if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) throw out();
+        return static_cast<T>(u);
+    }
+    if (v.is_number_integer()) {
+        const auto i = v.get<int64_t>();
+        if (i < static_cast<int64_t>(std::numeric_limits<T>::min()) || i > static_cast<int64_t>(std::numeric_limits<T>::max()))
+            throw out();
+        return static_cast<T>(i);
+    }
+    if (v.is_number_float()) {
+        const double d = v.get<double>();
+        // T's range as doubles: [min, max + 1) (max itself may round up to a power of two)
+        const double lo = static_cast<double>(std::numeric_limits<T>::min());
+        const double hi = -2.0 * static_cast<double>(std::numeric_limits<T>::min() / 2);
+        if (!(std::isfinite(d) && d == std::floor(d) && d >= lo && d < hi)) throw out();
+        return static_cast<T>(d);
+    }
+    throw bad(where + ": '" + key + "' has the wrong type (" + v.dump().substr(0, 40) + ")");
+}
+
 template <class T>
 T getAs(const nlohmann::json& j, const char* key, const T& fallback, const std::string& where) {
     if (!j.contains(key)) return fallback;
-    try {
-        return j.at(key).get<T>();
-    } catch (const nlohmann::json::exception&) {
-        throw bad(where + ": '" + key + "' has the wrong type (" + j.at(key).dump().substr(0, 40) + ")");
+    const auto& v = j.at(key);
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+        return integerAs<T>(v, key, where);
+    } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+        if (!v.is_array()) throw bad(where + ": '" + key + "' must be a list of integers");
+        T out;
+        for (const auto& e : v) out.push_back(integerAs<int64_t>(e, key, where));
+        return out;
+    } else {
+        try {
+            return v.get<T>();
+        } catch (const nlohmann::json::exception&) {
+            throw bad(where + ": '" + key + "' has the wrong type (" + v.dump().substr(0, 40) + ")");
+        }
     }
 }
 

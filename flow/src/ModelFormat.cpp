@@ -116,7 +116,9 @@ ModelFile parseModelFile(const std::string& bytes, const std::string& source) {
     const uint64_t dataSize = bytes.size() - 8 - headerLen;
     const char* data = bytes.data() + 8 + headerLen;
     std::vector<std::pair<uint64_t, uint64_t>> ranges;
-    for (const auto& [name, entry] : header.items()) {
+    for (const auto& item : header.items()) {
+        const std::string name = item.key();  // (not a structured binding: lambdas capture it, which clang 14 refuses)
+        const auto& entry = item.value();
         if (name == "__metadata__") continue;
         auto bad = [&](const std::string& why) { return fail("tensor '" + name + "' " + why); };
         if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape") || !entry.contains("data_offsets"))

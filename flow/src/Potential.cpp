@@ -238,41 +238,12 @@ private:
     std::shared_ptr<Flow> flow_;
 };
 
-/** A FlowForce model file, parsed and checked to be a molecular model of numParticles (if > 0). */
-struct FlowModel {
-    ModelFile file;
-    ArchitectureSpec spec;
-    double temperature = 0.0;
-    std::string description;
-};
-
-FlowModel readFlowModel(const std::string& bytes, const std::string& name, int numParticles) {
-    FlowModel m;
-    m.file = parseModelFile(bytes, name);  // throws ModelFileError (a runtime_error)
-    m.spec = validatedArchitecture(m.file, name);
-    if (!m.spec.embedding)
-        throw std::runtime_error(name + ": not a molecular model (it has no internal-coordinate embedding); "
-                                        "FlowForce needs a model of particle positions");
-    const int n = static_cast<int>(m.spec.embedding->numAtoms());
-    if (numParticles > 0 && numParticles != n)
-        throw std::runtime_error(name + ": the model describes " + std::to_string(n) + " particles but " +
-                                 std::to_string(numParticles) + " were given");
-    m.temperature = modelTemperature(m.file, name);
-    m.description = "FlowForce flow, " + std::to_string(n) + " particles, " + std::to_string(m.spec.parameterCount()) + " parameters";
-    return m;
-}
-
-void checkParticleCount(int numParticles, const std::string& name) {
-    if (numParticles == 0 || numParticles < -1)
-        throw std::runtime_error(name + ": invalid number of particles " + std::to_string(numParticles));
-}
-
 }  // namespace
 
 std::string backendName(Backend b) { return b == Backend::Native ? "native" : "libtorch"; }
 
 ModelSummary summarizeModel(const std::string& bytes, const std::string& name, int numParticles) {
-    checkParticleCount(numParticles, name);
+    checkModelParticleCount(numParticles, name);
     if (bytes.empty()) throw std::runtime_error(name + ": the model file is empty");
     ModelSummary s;
     if (looksLikeTorchScript(bytes)) {
@@ -283,23 +254,15 @@ ModelSummary summarizeModel(const std::string& bytes, const std::string& name, i
         s.torchScript = true;
         return s;
     }
-    if (!looksLikeModelFile(bytes))
-        throw std::runtime_error(name + ": not a model file (neither a FlowForce model *.flow nor a TorchScript module)");
-    const auto m = readFlowModel(bytes, name, numParticles);
-    s.numParticles = static_cast<int>(m.spec.embedding->numAtoms());
-    s.temperature = m.temperature;
-    s.description = m.description;
-    return s;
+    return summarizeFlowModel(bytes, name, numParticles);
 }
 
 std::unique_ptr<Potential> loadPotentialFromBytes(const std::string& bytes, const std::string& name, int numParticles,
                                                   const PotentialOptions& options) {
-    checkParticleCount(numParticles, name);
+    checkModelParticleCount(numParticles, name);
     if (bytes.empty()) throw std::runtime_error(name + ": the model file is empty");
     if (looksLikeTorchScript(bytes)) return loadTorchScriptPotential(bytes, name, numParticles);
-    if (!looksLikeModelFile(bytes))
-        throw std::runtime_error(name + ": not a model file (neither a FlowForce model *.flow nor a TorchScript module)");
-    auto m = readFlowModel(bytes, name, numParticles);
+    auto m = readMolecularModel(bytes, name, numParticles);
     if (options.backend == Backend::LibTorch)
         return std::make_unique<TorchFlowPotential>(buildFlow(m.file, name), name, m.temperature, m.description);
     return std::make_unique<NativePotential>(NativeFlow::compile(m.file, name), options.precision,

@@ -94,13 +94,26 @@ void FlowForceProxy::serialize(const void* object, SerializationNode& node) cons
     node.createChildNode("Model").setStringProperty("base64", encodeBase64(force.getModelBytes()));
 }
 
-void* FlowForceProxy::deserialize(const SerializationNode& node) const {
+namespace {
+
+/** Text from a serialized force (an element name, a file name) as one printable line, for messages. */
+std::string oneLine(const std::string& text, size_t maxLength = 300) {
+    std::string out;
+    for (char c : text.substr(0, maxLength)) out += std::isprint(static_cast<unsigned char>(c)) ? c : '?';
+    return text.size() > maxLength ? out + "..." : out;
+}
+
+FlowForce* readFlowForce(const SerializationNode& node) {
     const int version = node.getIntProperty("version");
     if (version < 1 || version > kVersion)
         throw OpenMMException("FlowForce: unsupported serialization version " + std::to_string(version) +
                               " (this build reads up to " + std::to_string(kVersion) + ")");
     std::vector<int> particles;
-    for (const SerializationNode& p : node.getChildNode("Particles").getChildren()) particles.push_back(p.getIntProperty("index"));
+    for (const SerializationNode& p : node.getChildNode("Particles").getChildren()) {
+        if (p.getName() != "Particle")
+            throw OpenMMException("FlowForce: unexpected element '" + p.getName() + "' among the Particles (Particle expected)");
+        particles.push_back(p.getIntProperty("index"));
+    }
     const std::string bytes = decodeBase64(node.getChildNode("Model").getStringProperty("base64"));
     std::unique_ptr<FlowForce> force(FlowForce::createFromBytes(bytes, node.getStringProperty("modelFile"), particles));
     force->setName(node.getStringProperty("name", force->getName()));
@@ -108,10 +121,28 @@ void* FlowForceProxy::deserialize(const SerializationNode& node) const {
     force->setTemperature(node.getDoubleProperty("temperature"));
     force->setEnergyOffset(node.getDoubleProperty("energyOffset"));
     if (version >= 2) {
-        force->setPrecision(static_cast<FlowForce::Precision>(node.getIntProperty("precision")));
-        force->setBackend(static_cast<FlowForce::Backend>(node.getIntProperty("backend")));
+        const int precision = node.getIntProperty("precision"), backend = node.getIntProperty("backend");
+        if (precision != FlowForce::PlatformDefault && precision != FlowForce::Single && precision != FlowForce::Double)
+            throw OpenMMException("FlowForce: unknown precision " + std::to_string(precision));
+        if (backend != FlowForce::Native && backend != FlowForce::LibTorch)
+            throw OpenMMException("FlowForce: unknown backend " + std::to_string(backend));
+        force->setPrecision(static_cast<FlowForce::Precision>(precision));
+        force->setBackend(static_cast<FlowForce::Backend>(backend));
     }
     return force.release();
+}
+
+}  // namespace
+
+void* FlowForceProxy::deserialize(const SerializationNode& node) const {
+    // Every error as one line starting with "FlowForce:": OpenMM's own messages (a missing or malformed
+    // property) and ours quote names from the file, which may hold line breaks.
+    try {
+        return readFlowForce(node);
+    } catch (const OpenMMException& e) {
+        const std::string what = e.what();
+        throw OpenMMException(oneLine(what.rfind("FlowForce:", 0) == 0 ? what : "FlowForce: cannot read the serialized force: " + what));
+    }
 }
 
 void registerFlowForceSerializationProxies() {

@@ -7,11 +7,13 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <type_traits>
 
 namespace flowforce::md {
 
@@ -148,6 +150,7 @@ std::string readAttributeText(hid_t obj, const std::string& name) {
             return s;
         }
         const size_t size = H5Tget_size(type);
+        if (size == 0 || size > H5Aget_storage_size(attr)) return "";  // a size the file does not hold
         std::string s(size, '\0');
         Id mem = checked(H5Tcopy(type), H5Tclose, "H5Tcopy");
         if (H5Aread(attr, mem, s.data()) < 0) return "";
@@ -204,20 +207,45 @@ std::vector<hsize_t> datasetDims(hid_t dset) {
     return dims;
 }
 
+/** a * b, or false if it overflows. */
+bool multiply(uint64_t a, uint64_t b, uint64_t& product) {
+    if (a != 0 && b > std::numeric_limits<uint64_t>::max() / a) return false;
+    product = a * b;
+    return true;
+}
+
+/** Throws unless a dataset can hold `values` values in the bytes the file stores for it: a dataset's
+ *  dimensions are only numbers in its header (a chunked dataset may declare any size and store nothing),
+ *  so they are checked against its storage before anything is allocated for them. Compression (deflate:
+ *  at most ~1032:1) and 1-byte types (8 bytes each as double) bound the ratio of values to stored bytes. */
+void checkStored(hid_t dset, uint64_t values, const std::string& what) {
+    constexpr uint64_t kMaxValuesPerStoredByte = 1100;
+    const uint64_t stored = H5Dget_storage_size(dset);
+    uint64_t limit = 0;
+    if (!multiply(stored, kMaxValuesPerStoredByte, limit) || values > limit)
+        throw MDError("'" + what + "' declares " + std::to_string(values) + " values but the file stores " +
+                      std::to_string(stored) + " bytes for it (corrupt or truncated file?)");
+}
+
 /** Reads the first `rows` rows of a dataset (all of it if rank 0) converted to memType. */
 template <class T>
 std::vector<T> readRows(hid_t dset, hid_t memType, size_t rows, const std::string& what) {
     auto dims = datasetDims(dset);
-    size_t per = 1;
-    for (size_t i = 1; i < dims.size(); ++i) per *= dims[i];
+    uint64_t per = 1;
+    for (size_t i = 1; i < dims.size(); ++i)
+        if (!multiply(per, dims[i], per)) throw MDError("'" + what + "' has impossible dimensions (corrupt file?)");
     std::vector<T> out;
     if (dims.empty()) {
+        checkStored(dset, 1, what);
         out.resize(1);
         check(H5Dread(dset, memType, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()), "cannot read '" + what + "'");
         return out;
     }
     rows = std::min<size_t>(rows, dims[0]);
-    out.resize(rows * per);
+    uint64_t values = 0;
+    if (!multiply(rows, per, values)) throw MDError("'" + what + "' has impossible dimensions (corrupt file?)");
+    if (values > 0) checkStored(dset, values, what);
+    out.resize(values);
     if (rows == 0) return out;
     Id space = checked(H5Dget_space(dset), H5Sclose, "H5Dget_space");
     std::vector<hsize_t> start(dims.size(), 0), count = dims;
@@ -294,7 +322,15 @@ std::vector<T> readStepOrTime(hid_t file, const std::string& path, hid_t memType
         const std::string off = readAttributeText(d, "offset");
         const double offset = off.empty() ? 0.0 : std::atof(off.c_str());
         std::vector<T> v(frames);
-        for (size_t i = 0; i < frames; ++i) v[i] = static_cast<T>(offset + static_cast<double>(i) * static_cast<double>(interval[0]));
+        for (size_t i = 0; i < frames; ++i) {
+            const double x = offset + static_cast<double>(i) * static_cast<double>(interval[0]);
+            // An integer step must be representable (a double outside int64's range does not convert).
+            const bool fits = std::isfinite(x) && (!std::is_integral_v<T> || (x >= -9.2233720368547758e18 && x < 9.2233720368547758e18));
+            if (!fits)
+                throw MDError("'" + path + "': interval " + std::to_string(static_cast<double>(interval[0])) + " with offset '" + off +
+                              "' gives frame " + std::to_string(i) + " the value " + std::to_string(x) + ", out of range");
+            v[i] = static_cast<T>(x);
+        }
         return v;
     }
     auto v = readRows<T>(d, memType, frames, path);
@@ -306,7 +342,9 @@ std::vector<T> readStepOrTime(hid_t file, const std::string& path, hid_t memType
 
 // ---------------------------------------------------------------- reader
 
-Dataset readH5MD(const std::string& path, size_t maxFrames, const std::string& group) {
+namespace {
+
+Dataset readH5MDImpl(const std::string& path, size_t maxFrames, const std::string& group) {
     Id file = openFileForReading(path);
     Dataset ds;
     ds.path = path;
@@ -360,7 +398,7 @@ Dataset readH5MD(const std::string& path, size_t maxFrames, const std::string& g
     return ds;
 }
 
-size_t countH5MDFrames(const std::string& path) {
+size_t countH5MDFramesImpl(const std::string& path) {
     Id file = openFileForReading(path);
     const std::string base = "/particles/" + findParticlesGroup(file, path, "");
     bool td = true;
@@ -370,11 +408,45 @@ size_t countH5MDFrames(const std::string& path) {
     return dims.empty() ? 0 : dims[0];
 }
 
-std::string readH5MDParameter(const std::string& path, const std::string& name) {
+std::string readH5MDParameterImpl(const std::string& path, const std::string& name) {
     Id file = openFileForReading(path);
     if (!linkExists(file, "/parameters/flowforce")) return "";
     Id g = checked(H5Gopen2(file, "/parameters/flowforce", H5P_DEFAULT), H5Gclose, "cannot open /parameters/flowforce");
     return readAttributeText(g, name);
+}
+
+/** Messages quote names and units from the file, which may hold any bytes: one printable line. */
+MDError oneLine(const MDError& e) {
+    std::string m;
+    const std::string what = e.what();
+    for (char c : what.substr(0, 500)) m += std::isprint(static_cast<unsigned char>(c)) ? c : '?';
+    return MDError(what.size() > 500 ? m + "..." : m);
+}
+
+}  // namespace
+
+Dataset readH5MD(const std::string& path, size_t maxFrames, const std::string& group) {
+    try {
+        return readH5MDImpl(path, maxFrames, group);
+    } catch (const MDError& e) {
+        throw oneLine(e);
+    }
+}
+
+size_t countH5MDFrames(const std::string& path) {
+    try {
+        return countH5MDFramesImpl(path);
+    } catch (const MDError& e) {
+        throw oneLine(e);
+    }
+}
+
+std::string readH5MDParameter(const std::string& path, const std::string& name) {
+    try {
+        return readH5MDParameterImpl(path, name);
+    } catch (const MDError& e) {
+        throw oneLine(e);
+    }
 }
 
 // ---------------------------------------------------------------- writer

@@ -48,7 +48,9 @@ __attribute__((always_inline)) inline double vexp(double x) {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    const int64_t bits = (ki + 1023) << 52;
+    // Shifted as unsigned: for x = NaN, ki is garbage (possibly negative; the result is NaN either way),
+    // and a left shift of a negative signed value is undefined.
+    const uint64_t bits = static_cast<uint64_t>(ki + 1023) << 52;
     double scale;
     std::memcpy(&scale, &bits, sizeof scale);
     return x < -708.0 ? 0.0 : p * scale;

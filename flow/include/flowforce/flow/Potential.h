@@ -54,6 +54,23 @@ struct FLOWFORCE_FLOW_EXPORT ModelSummary {
  *  std::runtime_error with a one-line message. */
 FLOWFORCE_FLOW_EXPORT ModelSummary summarizeModel(const std::string& bytes, const std::string& name, int numParticles = -1);
 
+/** A FlowForce model file (*.flow), parsed and checked: container, architecture and weights
+ *  (validatedArchitecture), a molecular model (internal-coordinate embedding) of numParticles particles
+ *  (-1: the model's), its temperature. LibTorch-free (flowforce_native). */
+struct MolecularModel {
+    ModelFile file;
+    ArchitectureSpec spec;
+    double temperature = 0.0;   ///< K, 0 if the model does not say
+    std::string description;    ///< "FlowForce flow, n particles, m parameters"
+};
+/** Reads a FlowForce model file from its bytes; throws std::runtime_error (ModelFileError for the
+ *  container and the weights) with a one-line message. No TorchScript: that needs LibTorch (summarizeModel). */
+MolecularModel readMolecularModel(const std::string& bytes, const std::string& name, int numParticles = -1);
+/** summarizeModel for FlowForce model files only (readMolecularModel), LibTorch-free. */
+ModelSummary summarizeFlowModel(const std::string& bytes, const std::string& name, int numParticles = -1);
+/** Throws std::runtime_error unless numParticles is -1 (the model's) or positive. */
+void checkModelParticleCount(int numParticles, const std::string& name);
+
 /** Loads a model for evaluation (see summarizeModel for the kinds of files). FlowForce model files are
  *  checked against the support rule at every evaluation (EmbeddingSpec::checkSupport): outside it, the
  *  evaluation throws std::runtime_error naming the coordinate and the model's range. */
