@@ -57,7 +57,7 @@ FLOWFORCE_FLOW_EXPORT ModelSummary summarizeModel(const std::string& bytes, cons
 /** A FlowForce model file (*.flow), parsed and checked: container, architecture and weights
  *  (validatedArchitecture), a molecular model (internal-coordinate embedding) of numParticles particles
  *  (-1: the model's), its temperature. LibTorch-free (flowforce_native). */
-struct MolecularModel {
+struct FLOWFORCE_FLOW_EXPORT MolecularModel {
     ModelFile file;
     ArchitectureSpec spec;
     double temperature = 0.0;   ///< K, 0 if the model does not say
@@ -65,11 +65,11 @@ struct MolecularModel {
 };
 /** Reads a FlowForce model file from its bytes; throws std::runtime_error (ModelFileError for the
  *  container and the weights) with a one-line message. No TorchScript: that needs LibTorch (summarizeModel). */
-MolecularModel readMolecularModel(const std::string& bytes, const std::string& name, int numParticles = -1);
+FLOWFORCE_FLOW_EXPORT MolecularModel readMolecularModel(const std::string& bytes, const std::string& name, int numParticles = -1);
 /** summarizeModel for FlowForce model files only (readMolecularModel), LibTorch-free. */
-ModelSummary summarizeFlowModel(const std::string& bytes, const std::string& name, int numParticles = -1);
+FLOWFORCE_FLOW_EXPORT ModelSummary summarizeFlowModel(const std::string& bytes, const std::string& name, int numParticles = -1);
 /** Throws std::runtime_error unless numParticles is -1 (the model's) or positive. */
-void checkModelParticleCount(int numParticles, const std::string& name);
+FLOWFORCE_FLOW_EXPORT void checkModelParticleCount(int numParticles, const std::string& name);
 
 /** Loads a model for evaluation (see summarizeModel for the kinds of files). FlowForce model files are
  *  checked against the support rule at every evaluation (EmbeddingSpec::checkSupport): outside it, the
