@@ -5,7 +5,8 @@
 # (10 replicas x 10 ps at 1 fs, the total energy every step). About 20 minutes on two cores.
 #
 # Usage: scripts/demo.sh BUILD_DIR DEMO_DIR
-#        (environment: DEMO_NS, DEMO_TEST_NS, DEMO_EPOCHS, DEMO_REPLICAS, DEMO_NVE_STEPS)
+#        (environment: DEMO_NS, DEMO_TEST_NS, DEMO_EPOCHS, DEMO_REPLICAS, DEMO_NVE_STEPS, and DEMO_THREADS:
+#        LibTorch threads of training and evaluation, 0 = all cores; 1 is faster on a machine busy with other work)
 set -euo pipefail
 
 build=${1:-build}
@@ -15,6 +16,7 @@ test_ns=${DEMO_TEST_NS:-0.5}
 epochs=${DEMO_EPOCHS:-60}
 replicas=${DEMO_REPLICAS:-10}
 nve_steps=${DEMO_NVE_STEPS:-10000}
+threads=${DEMO_THREADS:-0}
 ff="$build/bin/flowforce"
 mkdir -p "$out"
 
@@ -30,11 +32,11 @@ step "    and ${test_ns} ns from another start (seed 2) that training never sees
 
 step "2/5 training a smooth flow: NLL + force matching (w_f = 0.001), $epochs epochs"
 # Short epochs on a small dataset: validate NLL and FME only (eval measures the KLD on 1000 samples).
-"$ff" train --data "$data" --transform smooth --w-fm 0.001 --epochs "$epochs" --lr-decay 0.97 \
+"$ff" train --data "$data" --transform smooth --w-fm 0.001 --epochs "$epochs" --lr-decay 0.97 --threads "$threads" \
   --kld-val-samples 0 --out "$out/ala2-smooth.flow" --json "$out/train.json"
 
 step "3/5 evaluating the flow on the test trajectory and on 1000 of its own samples"
-"$ff" eval --model "$out/ala2-smooth.flow" --data "$test_data" --samples 1000 \
+"$ff" eval --model "$out/ala2-smooth.flow" --data "$test_data" --samples 1000 --threads "$threads" \
   --json "$out/eval.json" --plots "$out/eval"
 
 step "4/5 NVE with the trained smooth flow as the potential ($replicas replicas x $nve_steps steps of 1 fs after Langevin equilibration)"
