@@ -9,7 +9,6 @@ runs=${2:-100000}
 max_time=${3:-600}
 src=$(cd "$(dirname "$0")" && pwd)
 status=0
-export LSAN_OPTIONS="suppressions=$src/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 summary=""
 for target in fuzz_model fuzz_h5md fuzz_xml; do
   bin="$build/bin/flowforce_$target"
