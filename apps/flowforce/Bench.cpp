@@ -234,7 +234,7 @@ void runBenchForce(const BenchForceOptions& o) {
     }
     if (!native->numParticles()) throw Error(source + ": not a molecular model");
     const int n = native->numParticles();
-    const md::Molecule mol = md::readPDB(o.molecule.pdb.empty() ? md::defaultMoleculePDB() : o.molecule.pdb);
+    const md::Molecule mol = md::readPDB(moleculePDB(o.molecule));
     if (static_cast<int>(mol.numAtoms()) != n)
         throw Error("the model describes " + std::to_string(n) + " atoms but the molecule has " + std::to_string(mol.numAtoms()));
     std::vector<double> x1;
@@ -286,7 +286,7 @@ void runBenchForce(const BenchForceOptions& o) {
     OpenMM::System flowSystem;
     for (double m : md::atomMasses(mol)) flowSystem.addParticle(m);
     flowSystem.addForce(FlowForcePlugin::FlowForce::createFromBytes(serializeModelFile(file), source));
-    auto classical = md::createClassicalSystem(o.molecule.pdb.empty() ? md::defaultMoleculePDB() : o.molecule.pdb);
+    auto classical = md::createClassicalSystem(moleculePDB(o.molecule));
     for (const std::string platform : {"Reference", "CPU"}) {
         std::string key = platform == "Reference" ? "reference" : "cpu";
         for (const auto& [kind, system] : {std::pair<std::string, const OpenMM::System*>{"flow", &flowSystem},

@@ -48,15 +48,20 @@ std::vector<double> toVector(const torch::Tensor& t) {
 
 void runEval(EvalOptions o) {
     setThreads(o.threads);
-    nlohmann::json info;
+    // the model file read once: the LibTorch flow (samples, the narrowest feature) and the native
+    // evaluator (the dataset) are built from the same parsed file
+    ModelFile file;
     std::shared_ptr<Flow> flow;
+    std::shared_ptr<const NativeFlow> native;
     try {
-        flow = loadFlow(o.model, &info);
+        file = readModelFile(o.model);
+        flow = buildFlow(file, "model file '" + o.model + "'");
+        native = NativeFlow::compile(file, o.model);
     } catch (const std::exception& e) {
         throw Error(e.what());
     }
     if (!flow->embedding()) throw Error(o.model + ": not a molecular model");
-    if (o.temperature <= 0) o.temperature = info.value("temperature_K", 300.0);
+    if (o.temperature <= 0) o.temperature = file.info.value("temperature_K", 300.0);
     const double kT = kBoltzmannKJPerMolK * o.temperature;
     auto data = loadMolecularData(o.data, flow->dataDim(), o.maxFrames, false);
     const int64_t frames = data.positions.size(0);
@@ -65,12 +70,6 @@ void runEval(EvalOptions o) {
     auto target = makeTargetEnergy(o.molecule, o.temperature);
 
     // --- dataset: the native evaluator (double precision, the conditioner heads on all threads) ---
-    std::shared_ptr<const NativeFlow> native;
-    try {
-        native = NativeFlow::compile(readModelFile(o.model), o.model);
-    } catch (const std::exception& e) {
-        throw Error(e.what());
-    }
     const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     NativeEvaluator evaluator(native, Precision::Double, threads);
     const int64_t D = native->dataDim();
@@ -110,7 +109,7 @@ void runEval(EvalOptions o) {
     {
         const int64_t m = std::min(frames, std::max<int64_t>(1, o.featureFrames));
         auto rows = torch::linspace(0, static_cast<double>(frames - 1), m).round().to(torch::kLong);
-        const md::Molecule mol = md::readPDB(o.molecule.pdb.empty() ? md::defaultMoleculePDB() : o.molecule.pdb);
+        const md::Molecule mol = md::readPDB(moleculePDB(o.molecule));
         FeatureReport f = narrowestFeature(*flow, positions.index_select(0, rows), md::atomMasses(mol), o.temperature,
                                            o.timestepFs * 1e-3);
         nlohmann::json nf{{"found", f.found}, {"timestep_fs", o.timestepFs}, {"frames", m}};

@@ -32,6 +32,8 @@ ZMatrix moleculeZMatrix(const MoleculeOptions& m) {
     }
 }
 
+}  // namespace
+
 std::string moleculePDB(const MoleculeOptions& m) {
     try {
         return m.pdb.empty() ? md::defaultMoleculePDB() : m.pdb;
@@ -39,8 +41,6 @@ std::string moleculePDB(const MoleculeOptions& m) {
         throw Error(e.what());
     }
 }
-
-}  // namespace
 
 MolecularModel buildMolecularModel(const MoleculeOptions& molecule, const std::string& transform, bool inverse,
                                    uint64_t seed, double temperature) {

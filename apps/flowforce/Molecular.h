@@ -20,6 +20,8 @@ struct MoleculeOptions {
 };
 /** Adds --pdb and --zmatrix to a subcommand. */
 void addMoleculeOptions(CLI::App& cmd, MoleculeOptions& options);
+/** The molecule's PDB file: --pdb, or the built-in alanine dipeptide's. */
+std::string moleculePDB(const MoleculeOptions& molecule);
 
 /** A molecular flow and the information stored with it in the model file. */
 struct MolecularModel {

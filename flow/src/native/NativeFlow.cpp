@@ -286,7 +286,7 @@ public:
             }
             derivOffsets_.push_back(offsets);
             order_.push_back(largestFirst(c));
-            shared_.push_back(worthSharing(c));
+            shared_.push_back(worthSharing(c, order_.back()));
         }
         const bool anyShared = std::find(shared_.begin(), shared_.end(), true) != shared_.end();
         const int used = anyShared ? threads : 1;
@@ -308,11 +308,11 @@ public:
         return order;
     }
 
-    /** Whether a coupling's networks go to the team: two or more, the second largest worth a hand-over. */
-    static bool worthSharing(const Coupling& c) {
+    /** Whether a coupling's networks (in largestFirst order) go to the team: two or more, the second
+     *  largest worth a hand-over. */
+    static bool worthSharing(const Coupling& c, const std::vector<size_t>& order) {
         constexpr int64_t kMinWork = 4096;  // multiply-adds per configuration; a hand-over costs ~1 us
         if (c.nets.size() < 2) return false;
-        const auto order = largestFirst(c);
         return cost(c.nets[order[1]]) >= kMinWork;
     }
 
@@ -557,23 +557,23 @@ private:
                         c.inverse, xt_.data(), pBar + b * nT * c.P);
             for (int64_t e = 0; e < nT; ++e) gi[c.trans[static_cast<size_t>(e)]] = xt_[static_cast<size_t>(e)];
         }
-        // networks backward: raw-parameter cotangents -> feature cotangents, per thread, then summed
+        // networks backward: raw-parameter cotangents -> feature cotangents, per network, then summed in
+        // the networks' order
         const int64_t nIn = c.inputs;
         auto head = [&](int item, int t) {
             networkBackward(ci, order_[ci][static_cast<size_t>(item)], B, scratch_[static_cast<size_t>(t)]);
         };
         runHeads(ci, head);
-        std::vector<double>& gFeat = gFeat_;
-        std::copy(gFeatNet_[0].begin(), gFeatNet_[0].begin() + B * nIn, gFeat.begin());
+        std::copy(gFeatNet_[0].begin(), gFeatNet_[0].begin() + B * nIn, gFeat_.begin());
         for (size_t n = 1; n < c.nets.size(); ++n)
-            for (int64_t m = 0; m < B * nIn; ++m) gFeat[static_cast<size_t>(m)] += gFeatNet_[n][static_cast<size_t>(m)];
+            for (int64_t m = 0; m < B * nIn; ++m) gFeat_[static_cast<size_t>(m)] += gFeatNet_[n][static_cast<size_t>(m)];
         // features -> conditioning dims: 2x - 1, and (cos, sin) of 2 pi x (kept in double by the forward pass)
         const auto nc = static_cast<int64_t>(c.condCircular.size());
         const double* sine = trig_[ci].data() + B * nc;
         const double* cosine = sine + B * nc;
         for (int64_t b = 0; b < B; ++b) {
             double* gi = gIn + b * D;
-            const double* gf = gFeat.data() + b * nIn;
+            const double* gf = gFeat_.data() + b * nIn;
             int64_t k = 0;
             for (auto i : c.condLinear) gi[i] += 2.0 * gf[k++];
             for (int64_t j = 0; j < nc; ++j) {
