@@ -13,6 +13,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <iostream>
@@ -27,7 +28,7 @@ struct EvalOptions {
     std::string model, data, json, plots;
     int64_t samples = 2000, maxFrames = 10000;
     double temperature = 0.0, timestepFs = 1.0;
-    int64_t featureFrames = 200;
+    int64_t featureFrames = 200, stiffnessFrames = 20;
     uint64_t seed = 1;
     int threads = 0;
 };
@@ -105,12 +106,14 @@ void runEval(EvalOptions o) {
     }
     report["dataset"] = ds;
 
+    const md::Molecule molecule = md::readPDB(moleculePDB(o.molecule));
+    const auto masses = md::atomMasses(molecule);  // Da
+
     // --- the narrowest feature of the density on (a spread of) the data, against one MD step ---
     {
         const int64_t m = std::min(frames, std::max<int64_t>(1, o.featureFrames));
         auto rows = torch::linspace(0, static_cast<double>(frames - 1), m).round().to(torch::kLong);
-        const md::Molecule mol = md::readPDB(moleculePDB(o.molecule));
-        FeatureReport f = narrowestFeature(*flow, positions.index_select(0, rows), md::atomMasses(mol), o.temperature,
+        FeatureReport f = narrowestFeature(*flow, positions.index_select(0, rows), masses, o.temperature,
                                            o.timestepFs * 1e-3);
         nlohmann::json nf{{"found", f.found}, {"timestep_fs", o.timestepFs}, {"frames", m}};
         if (f.found) {
@@ -126,6 +129,63 @@ void runEval(EvalOptions o) {
         }
         report["narrowest_feature"] = nf;
     }
+
+    // --- the stiffest vibration of the flow and of the force field on (a spread of) the data ---
+    auto flowGradient = [&](int64_t k, const double* xs, double* gs) {  // kJ/mol/nm
+        std::vector<double> us(static_cast<size_t>(k));
+        evaluator.evaluate(k, xs, us.data(), gs);
+        for (int64_t i = 0; i < k * D; ++i) gs[i] *= kT;
+    };
+    auto fieldGradient = [&](int64_t k, const double* xs, double* gs) {
+        auto x = torch::from_blob(const_cast<double*>(xs), {k, D}, torch::kFloat64).clone();
+        auto g = (-target->forces(x) * kT).contiguous();
+        std::copy(g.data_ptr<double>(), g.data_ptr<double>() + k * D, gs);
+    };
+    // the stiffest mode of the flow (and, with withField, of the force field) over m configurations spread
+    // over xs [N, D]; the force field's own figure (on the data) is the reference of both reports
+    nlohmann::json fieldOnData;
+    auto stiffness = [&](const torch::Tensor& xs, const std::string& what, bool withField) {
+        const int64_t N = xs.size(0), m = std::min(N, o.stiffnessFrames);
+        auto xc = xs.to(torch::kFloat64).contiguous();
+        nlohmann::json st{{"frames", m}, {"timestep_fs", o.timestepFs}};
+        std::vector<std::vector<double>> omegas(2);
+        std::vector<StiffestMode> stiffest(2);
+        std::vector<int64_t> at(2, -1);
+        Progress sp("stiffest mode (" + what + ")", m);
+        for (int64_t i = 0; i < m; ++i) {
+            const int64_t f = m == 1 ? 0 : static_cast<int64_t>(std::llround(static_cast<double>(i) * (N - 1) / (m - 1)));
+            for (size_t side = 0; side < (withField ? 2u : 1u); ++side) {
+                StiffestMode mode;
+                try {
+                    if (side == 0)
+                        mode = stiffestMode(flowGradient, xc.data_ptr<double>() + f * D, masses);
+                    else
+                        mode = stiffestMode(fieldGradient, xc.data_ptr<double>() + f * D, masses);
+                } catch (const std::exception& e) {
+                    throw Error("stiffest mode at " + what + " " + std::to_string(f) + ": " + e.what());
+                }
+                omegas[side].push_back(mode.omega);
+                if (at[side] < 0 || mode.omega > stiffest[side].omega) stiffest[side] = mode, at[side] = f;
+            }
+            sp.update(i + 1);
+        }
+        sp.finish();
+        for (size_t side = 0; side < (withField ? 2u : 1u); ++side) {
+            std::sort(omegas[side].begin(), omegas[side].end());
+            st[side == 0 ? "flow" : "force_field"] = {{"omega_max_per_ps", stiffest[side].omega},
+                                                      {"omega_median_per_ps", omegas[side][omegas[side].size() / 2]},
+                                                      {"period_min_fs", stiffest[side].periodFs},
+                                                      {"omega_dt", stiffest[side].omega * o.timestepFs * 1e-3},
+                                                      {"at", at[side]},
+                                                      {"atoms", stiffest[side].atoms()}};
+        }
+        if (withField) fieldOnData = st["force_field"];
+        st["force_field_on_data"] = fieldOnData;
+        st.erase("force_field");
+        st["omega_max_ratio"] = stiffest[0].omega / fieldOnData["omega_max_per_ps"].get<double>();
+        return st;
+    };
+    if (o.stiffnessFrames > 0) report["stiffest_mode"] = stiffness(positions, "frame", true);
     auto [phiD, psiD] = ramachandran(data.positions.narrow(0, 0, nPlot));
     plot["data_phi"] = phiD;
     plot["data_psi"] = psiD;
@@ -171,6 +231,8 @@ void runEval(EvalOptions o) {
             plot["sample_energy_target_kT"] = toVector(uT.index_select(0, ok));
         }
         report["samples"] = sm;
+        // where MD with the flow goes: the flow's own samples are its Boltzmann distribution
+        if (o.stiffnessFrames > 0 && ok.numel() > 0) report["stiffest_mode_samples"] = stiffness(x.index_select(0, ok), "sample", false);
         auto [phiS, psiS] = ramachandran(x);
         plot["sample_phi"] = phiS;
         plot["sample_psi"] = psiS;
@@ -179,7 +241,11 @@ void runEval(EvalOptions o) {
                        {"fme_per_nm2", "mean over configurations and Cartesian components of (F/kT - d log p/dx)^2, (1/nm)^2 (x 3n: the squared-norm form)"},
                        {"force_rmse_kJ_per_mol_nm", "root mean square over force components, kJ/mol/nm"},
                        {"kld_plus_const", "E[u(x) + log p(x)] over flow samples, k_B T, up to the constant"},
-                       {"log_partition_function", "log Z estimate, k_B T units"}};
+                       {"log_partition_function", "log Z estimate, k_B T units"},
+                       {"omega_max_per_ps", "largest angular frequency of the mass-weighted Hessian of the energy (kJ/mol), 1/ps; "
+                                            "velocity Verlet is stable for omega dt < 2, its energy error grows like (omega dt)^2"},
+                       {"period_min_fs", "2 pi / omega_max, fs"},
+                       {"at", "index of the frame (stiffest_mode) or sample (stiffest_mode_samples) where omega_max was found"}};
 
     std::cout << std::setprecision(5) << "eval " << o.model << "\n  dataset (" << frames << " frames): NLL "
               << ds["nll_nats"].get<double>() << " nats";
@@ -196,6 +262,19 @@ void runEval(EvalOptions o) {
                   << nf["narrower_than_one_step"].get<int64_t>() << " of " << nf["significant_features"].get<int64_t>()
                   << " bumps narrower than a step"
                   << (ratio < 1 ? " (UNSAFE for MD at this step)" : ratio < 3 ? " (marginal for MD at this step)" : " (safe for MD)")
+                  << std::setprecision(5) << "\n";
+    }
+    for (const auto& [key, where] : {std::pair<std::string, std::string>{"stiffest_mode", "frames"}, {"stiffest_mode_samples", "samples"}}) {
+        if (!report.contains(key)) continue;
+        const auto& st = report[key];
+        const auto &fl = st["flow"], &ff = st["force_field_on_data"];
+        const double wdt = fl["omega_dt"].get<double>(), ratio = st["omega_max_ratio"].get<double>();
+        std::cout << std::setprecision(3) << "  stiffest mode (" << st["frames"].get<int64_t>() << " " << where << "): flow "
+                  << fl["period_min_fs"].get<double>() << " fs period (omega dt " << wdt << " at " << o.timestepFs
+                  << " fs; atoms " << fl["atoms"].get<std::string>() << "), force field on the data " << ff["period_min_fs"].get<double>()
+                  << " fs (" << ff["omega_dt"].get<double>() << "; atoms " << ff["atoms"].get<std::string>() << "): "
+                  << ratio << "x as fast, Verlet's energy error ~ (omega dt)^2 " << ratio * ratio << "x the force field's"
+                  << (wdt >= 2 ? " (UNSTABLE at this step)" : ratio > 1.15 ? " (stiffer than the force field)" : " (as the force field)")
                   << std::setprecision(5) << "\n";
     }
     if (report.contains("samples")) {
@@ -226,12 +305,16 @@ void registerEval(CLI::App& app) {
     ev->add_option("--max-frames", eo->maxFrames, "dataset frames to use")->capture_default_str();
     ev->add_option("--temperature", eo->temperature, "K (default: the model's)");
     ev->add_option("--seed", eo->seed, "random seed")->capture_default_str();
-    ev->add_option("--timestep", eo->timestepFs, "MD time step the narrowest feature is compared with (fs)")
+    ev->add_option("--timestep", eo->timestepFs, "MD time step the narrowest feature and the stiffest mode are compared with (fs)")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
     ev->add_option("--feature-frames", eo->featureFrames, "frames (spread over the data) scanned for the narrowest feature")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
+    ev->add_option("--stiffness-frames", eo->stiffnessFrames,
+                   "frames (spread over the data) where the stiffest vibration of flow and force field is found (0: skip)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
     ev->add_option("--threads", eo->threads, "threads of LibTorch and of the native evaluator (0: all cores)")
         ->capture_default_str();
     ev->add_option("--json", eo->json, "write the metrics as JSON");

@@ -43,7 +43,8 @@ std::string moleculePDB(const MoleculeOptions& m) {
 }
 
 MolecularModel buildMolecularModel(const MoleculeOptions& molecule, const std::string& transform, bool inverse,
-                                   uint64_t seed, double temperature) {
+                                   uint64_t seed, double temperature, const torch::Tensor& rangeFrames,
+                                   double rangeMargin) {
     const ZMatrix z = moleculeZMatrix(molecule);
     const auto pdb = md::readPDB(moleculePDB(molecule));
     if (pdb.numAtoms() != static_cast<size_t>(z.numAtoms()))
@@ -52,6 +53,13 @@ MolecularModel buildMolecularModel(const MoleculeOptions& molecule, const std::s
     nlohmann::json t = transform == "smooth" ? nlohmann::json{{"type", "smooth"}, {"components", 8}}
                                              : nlohmann::json{{"type", "spline"}, {"bins", 8}};
     auto arch = boltzmannGeneratorArchitecture(z, t, {64, 64}, Activation::Sin, inverse && transform == "smooth");
+    if (rangeFrames.defined()) {
+        try {
+            arch["embedding"] = fitDataRanges(EmbeddingSpec::fromJson(arch["embedding"]), rangeFrames, rangeMargin).toJson();
+        } catch (const std::exception& e) {
+            throw Error(e.what());
+        }
+    }
     torch::manual_seed(seed);
     MolecularModel m;
     m.flow = std::make_shared<Flow>(arch);
@@ -61,7 +69,12 @@ MolecularModel buildMolecularModel(const MoleculeOptions& molecule, const std::s
               {"atoms", z.numAtoms()},
               {"transform", transform},
               {"inverse", inverse},
-              {"seed", seed}};
+              {"seed", seed},
+              {"ic_ranges", rangeFrames.defined() ? "data" : "paper"}};
+    if (rangeFrames.defined()) {
+        m.info["ic_range_margin"] = rangeMargin;
+        m.info["ic_range_frames"] = rangeFrames.size(0);
+    }
     return m;
 }
 

@@ -31,9 +31,12 @@ struct MolecularModel {
 
 /** The Boltzmann-generator architecture of the seed paper (SI-2.4) for a molecule, untrained and
  *  seeded: "smooth" (8 bump components) or "spline" (8 bins) transforms, conditioners 64-64 sin;
- *  with inverse the smooth transforms act in the inverse direction (density by root finding). */
+ *  with inverse the smooth transforms act in the inverse direction (density by root finding). With
+ *  rangeFrames [B, 3n] (nm) defined, every bond and angle gets its own range fitted to those frames with
+ *  rangeMargin (fitDataRanges, InternalCoordinates.h); otherwise the paper's fixed ranges. */
 MolecularModel buildMolecularModel(const MoleculeOptions& molecule, const std::string& transform, bool inverse,
-                                   uint64_t seed, double temperature = 300.0);
+                                   uint64_t seed, double temperature = 300.0, const torch::Tensor& rangeFrames = {},
+                                   double rangeMargin = 0.5);
 
 /** A dataset as float64 tensors: positions [frames, 3n] nm, forces [frames, 3n] kJ/mol/nm (undefined
  *  if the file has none), energies [frames] kJ/mol (undefined if none). */

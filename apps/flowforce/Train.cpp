@@ -28,7 +28,8 @@ namespace {
 struct TrainOptions {
     MoleculeOptions molecule;
     std::string data, model, out = "model.flow", json, checkpoint;
-    std::string transform = "smooth";
+    std::string transform = "smooth", icRanges = "paper";
+    double icMargin = 0.5;
     bool inverse = false, resume = false, restart = false;
     int64_t epochs = 10, batch = 128, kldBatch = 0, maxFrames = 0, valMaxFrames = 2000, kldValSamples = 512;
     double lr = 5e-4, lrDecay = 0.7, wNll = -1.0, wFm = 0.0, wKld = 0.0, valFraction = 0.1;
@@ -185,6 +186,8 @@ void checkOptions(TrainOptions& o) {
         throw Error("--model and --out are the same file: the best model would replace the starting point (give another --out)");
     if (o.checkpoint.empty()) o.checkpoint = o.out + ".ckpt";
     if (o.kldBatch <= 0) o.kldBatch = o.batch;
+    if (!(o.icMargin >= 0 && std::isfinite(o.icMargin))) throw Error("--ic-margin must be >= 0");
+    if (o.icRanges == "data" && !o.model.empty()) throw Error("--ic-ranges data fits a new model's ranges; --model brings its own");
 }
 
 void runTrain(TrainOptions o) {
@@ -230,6 +233,14 @@ void runTrain(TrainOptions o) {
         fVal = dataset.forces.index_select(0, valIdx) / kT;
     }
     if (o.wFm > 0 && !fTrain.defined()) throw Error(o.data + ": force matching (--w-fm) needs forces in the dataset");
+    if (o.model.empty() && o.icRanges == "data") {  // the same untrained weights, with ranges fitted to the training frames
+        auto m = buildMolecularModel(o.molecule, o.transform, o.inverse, o.seed, o.temperature, xTrain, o.icMargin);
+        flow = m.flow;
+        info = m.info;
+        info["temperature_K"] = o.temperature;
+        std::cerr << "train: bond and angle ranges fitted to the " << xTrain.size(0) << " training frames (margin "
+                  << o.icMargin << " of each coordinate's spread)\n";
+    }
 
     std::unique_ptr<TargetEnergy> target;
     if (o.wKld > 0 || o.kldValSamples > 0) target = makeTargetEnergy(o.molecule, o.temperature);
@@ -376,6 +387,13 @@ void registerTrain(CLI::App& app) {
     cmd->add_option("--model", o->model, "start from this model file instead of a new one");
     cmd->add_option("--transform", o->transform, "new model's transform")->check(CLI::IsMember({"smooth", "spline"}))->capture_default_str();
     cmd->add_flag("--inverse", o->inverse, "new model with the smooth transforms in the inverse direction (density by root finding)");
+    cmd->add_option("--ic-ranges", o->icRanges,
+                    "new model's bond and angle ranges: paper (fixed [0.05, 0.3] nm and [0.15 pi, pi] rad) or data "
+                    "(per coordinate, fitted to the training frames)")
+        ->check(CLI::IsMember({"paper", "data"}))
+        ->capture_default_str();
+    cmd->add_option("--ic-margin", o->icMargin, "with --ic-ranges data: margin on each side, in units of the coordinate's spread in the data")
+        ->capture_default_str();
     cmd->add_option("--out", o->out, "best model (by validation loss)")->capture_default_str();
     cmd->add_option("--epochs", o->epochs, "epochs")->capture_default_str();
     cmd->add_option("--batch", o->batch, "batch size")->capture_default_str();

@@ -357,10 +357,29 @@ EmbeddingSpec EmbeddingSpec::fromJson(const nlohmann::json& config) {
     e.wallSharpness = finite(getAs<double>(config, "wall_sharpness", e.wallSharpness, where), "wall_sharpness");
     if (!(e.wallSharpness >= unimodalSharpness(1) && e.wallSharpness <= 100.0))
         throw bad(where + ": wall_sharpness must lie in [0.8657, 100] (below, the wall's density has spikes)");
-    if (!(e.bondRange[0] >= 0.0 && e.bondRange[1] > e.bondRange[0] && std::isfinite(e.bondRange[1])))
-        throw bad(where + ": bond_range must be [lo, hi] nm with 0 <= lo < hi");
-    if (!(e.angleRange[0] >= 0.0 && e.angleRange[1] > e.angleRange[0] && e.angleRange[1] <= M_PI))
-        throw bad(where + ": angle_range must be [lo, hi] rad with 0 <= lo < hi <= pi");
+    auto validBond = [](const std::array<double, 2>& r) { return r[0] >= 0.0 && r[1] > r[0] && std::isfinite(r[1]); };
+    auto validAngle = [](const std::array<double, 2>& r) { return r[0] >= 0.0 && r[1] > r[0] && r[1] <= M_PI; };
+    if (!validBond(e.bondRange)) throw bad(where + ": bond_range must be [lo, hi] nm with 0 <= lo < hi");
+    if (!validAngle(e.angleRange)) throw bad(where + ": angle_range must be [lo, hi] rad with 0 <= lo < hi <= pi");
+    size_t nb = 0, na = 0;
+    for (const auto& r : e.zmatrix.rows) nb += r[1] >= 0, na += r[2] >= 0;
+    auto ranges = [&](const char* key, size_t count, auto valid, const char* rule) {
+        std::vector<std::array<double, 2>> out;
+        if (!config.contains(key)) return out;
+        const auto& j = config.at(key);
+        if (!j.is_array() || j.size() != count)
+            throw bad(where + ": '" + std::string(key) + "' must list " + std::to_string(count) + " ranges [lo, hi], one per coordinate");
+        for (size_t i = 0; i < count; ++i) {
+            if (!j[i].is_array() || j[i].size() != 2 || !j[i][0].is_number() || !j[i][1].is_number())
+                throw bad(where + ": '" + std::string(key) + "' entry " + std::to_string(i) + " must be [lo, hi]");
+            const std::array<double, 2> r{j[i][0].get<double>(), j[i][1].get<double>()};
+            if (!valid(r)) throw bad(where + ": '" + std::string(key) + "' entry " + std::to_string(i) + " must be " + rule);
+            out.push_back(r);
+        }
+        return out;
+    };
+    e.bondRanges = ranges("bond_ranges", nb, validBond, "[lo, hi] nm with 0 <= lo < hi");
+    e.angleRanges = ranges("angle_ranges", na, validAngle, "[lo, hi] rad with 0 <= lo < hi <= pi");
     return e;
 }
 
@@ -393,6 +412,7 @@ SupportViolation EmbeddingSpec::checkSupport(const double* x) const {
         if (r[1] >= 0) {
             const Vec d = sub(x, r[0], r[1]);
             const double len = std::sqrt(dot(d, d));
+            const auto bondRange = bondRangeOf(static_cast<size_t>(bond));
             if (!(len >= bondRange[0] && len <= bondRange[1])) {
                 v.coordinate = bond;
                 v.description = "bond " + std::to_string(bond) + " (atoms " + std::to_string(r[0]) + "-" + std::to_string(r[1]) +
@@ -407,6 +427,7 @@ SupportViolation EmbeddingSpec::checkSupport(const double* x) const {
             const Vec u = sub(x, r[0], r[1]), w = sub(x, r[2], r[1]);
             const Vec c = cross(u, w);
             const double th = std::atan2(std::sqrt(dot(c, c)), dot(u, w));
+            const auto angleRange = angleRangeOf(static_cast<size_t>(angle));
             if (!(th >= angleRange[0] && th <= angleRange[1])) {
                 v.coordinate = bond + angle;
                 v.description = "angle " + std::to_string(angle) + " (atoms " + std::to_string(r[0]) + "-" + std::to_string(r[1]) +
@@ -426,6 +447,13 @@ nlohmann::json EmbeddingSpec::toJson() const {
                      {"angle_range", {angleRange[0], angleRange[1]}},
                      {"boundary", wall ? "wall" : "linear"}};
     if (wall) j["wall_sharpness"] = wallSharpness;
+    auto list = [](const std::vector<std::array<double, 2>>& ranges) {
+        nlohmann::json l = nlohmann::json::array();
+        for (const auto& r : ranges) l.push_back({r[0], r[1]});
+        return l;
+    };
+    if (!bondRanges.empty()) j["bond_ranges"] = list(bondRanges);
+    if (!angleRanges.empty()) j["angle_ranges"] = list(angleRanges);
     return j;
 }
 

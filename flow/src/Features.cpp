@@ -5,7 +5,11 @@
 
 #include <torch/csrc/autograd/autograd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <sstream>
+#include <stdexcept>
 
 namespace flowforce {
 
@@ -149,6 +153,51 @@ FeatureReport narrowestFeature(Flow& flow, const torch::Tensor& xIn, const std::
         report.unit = ic->outputIndex(report.dim).kind == ICKind::Bond ? "nm" : "rad";
     }
     return report;
+}
+
+std::string StiffestMode::atoms(double minimumShare) const {
+    std::vector<size_t> order(share.size());
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return share[a] > share[b]; });
+    std::ostringstream out;
+    for (size_t k = 0; k < order.size(); ++k) {
+        if (k > 0 && share[order[k]] < minimumShare) break;
+        out << (k ? ", " : "") << order[k] << " (" << static_cast<int>(std::lround(100 * share[order[k]])) << "%)";
+    }
+    return out.str();
+}
+
+StiffestMode stiffestMode(const std::function<void(int64_t, const double*, double*)>& gradient, const double* x,
+                          const std::vector<double>& masses, double h) {
+    const auto n = static_cast<int64_t>(masses.size()), D = 3 * n;
+    if (n < 1) throw std::invalid_argument("stiffest mode: no atoms");
+    for (double m : masses)
+        if (!(m > 0 && std::isfinite(m))) throw std::invalid_argument("stiffest mode: masses must be positive");
+    if (!(h > 0)) throw std::invalid_argument("stiffest mode: the difference step must be positive");
+    // 2D displaced configurations: x + h e_i, then x - h e_i
+    std::vector<double> xs(static_cast<size_t>(2 * D * D)), gs(static_cast<size_t>(2 * D * D));
+    for (int64_t i = 0; i < 2 * D; ++i) {
+        std::copy(x, x + D, xs.begin() + i * D);
+        xs[static_cast<size_t>(i * D + i % D)] += i < D ? h : -h;
+    }
+    gradient(2 * D, xs.data(), gs.data());
+    auto H = torch::empty({D, D}, torch::kFloat64);
+    auto* hp = H.data_ptr<double>();
+    for (int64_t i = 0; i < D; ++i)
+        for (int64_t j = 0; j < D; ++j) {
+            const double d2 = (gs[static_cast<size_t>(i * D + j)] - gs[static_cast<size_t>((D + i) * D + j)]) / (2 * h);
+            hp[i * D + j] = d2 / std::sqrt(masses[static_cast<size_t>(i / 3)] * masses[static_cast<size_t>(j / 3)]);
+        }
+    H = 0.5 * (H + H.t());
+    if (!torch::isfinite(H).all().item<bool>()) throw std::invalid_argument("stiffest mode: the gradient is not finite around x");
+    auto [values, vectors] = torch::linalg_eigh(H);
+    StiffestMode mode;
+    const double top = values[D - 1].item<double>();
+    mode.omega = top > 0 ? std::sqrt(top) : 0.0;
+    mode.periodFs = top > 0 ? 2 * M_PI / mode.omega * 1e3 : INFINITY;
+    auto v = vectors.select(1, D - 1).pow(2).reshape({n, 3}).sum(1).contiguous();
+    mode.share.assign(v.data_ptr<double>(), v.data_ptr<double>() + n);
+    return mode;
 }
 
 }  // namespace flowforce

@@ -55,12 +55,16 @@ std::string icKindName(ICKind kind) {
 
 InternalCoordinateLayer::InternalCoordinateLayer(ZMatrix zmatrix, std::array<double, 2> bondRange,
                                                  std::array<double, 2> angleRange)
-    : InternalCoordinateLayer(EmbeddingSpec::fromJson(
-          EmbeddingSpec{std::move(zmatrix), bondRange, angleRange}.toJson())) {}
+    : InternalCoordinateLayer(EmbeddingSpec::fromJson([&] {
+          EmbeddingSpec e;
+          e.zmatrix = std::move(zmatrix);
+          e.bondRange = bondRange;
+          e.angleRange = angleRange;
+          return e.toJson();
+      }())) {}
 
 InternalCoordinateLayer::InternalCoordinateLayer(const EmbeddingSpec& spec)
-    : zmatrix_(spec.zmatrix), bondRange_(spec.bondRange), angleRange_(spec.angleRange), wall_(spec.wall),
-      wallSharpness_(spec.wallSharpness) {
+    : zmatrix_(spec.zmatrix), spec_(spec), wall_(spec.wall), wallSharpness_(spec.wallSharpness) {
     order_ = zmatrix_.placementOrder();
     const auto nRows = zmatrix_.rows.size();
     rowBondDim_.assign(nRows, -1);
@@ -81,9 +85,17 @@ InternalCoordinateLayer::InternalCoordinateLayer(const EmbeddingSpec& spec)
     for (int64_t i = 0; i < na; ++i) rowAngleDim_[static_cast<size_t>(angleRows_[static_cast<size_t>(i)])] = nb + i;
     for (int64_t i = 0; i < numTorsions(); ++i)
         rowTorsionDim_[static_cast<size_t>(torsionRows_[static_cast<size_t>(i)])] = nb + na + i;
-    logDetConstant_ = -static_cast<double>(nb) * std::log(bondRange_[1] - bondRange_[0]) -
-                      static_cast<double>(na) * std::log(angleRange_[1] - angleRange_[0]) -
-                      static_cast<double>(numTorsions()) * std::log(2.0 * M_PI);
+    if (!spec_.bondRanges.empty() && static_cast<int64_t>(spec_.bondRanges.size()) != nb)
+        throw std::invalid_argument("internal coordinates: bond_ranges needs one range per bond");
+    if (!spec_.angleRanges.empty() && static_cast<int64_t>(spec_.angleRanges.size()) != na)
+        throw std::invalid_argument("internal coordinates: angle_ranges needs one range per angle");
+    logDetConstant_ = -static_cast<double>(numTorsions()) * std::log(2.0 * M_PI);
+    for (int64_t i = 0; i < nb + na; ++i) {
+        const auto r = i < nb ? spec_.bondRangeOf(static_cast<size_t>(i)) : spec_.angleRangeOf(static_cast<size_t>(i - nb));
+        lower_.push_back(r[0]);
+        width_.push_back(r[1] - r[0]);
+        logDetConstant_ -= std::log(r[1] - r[0]);
+    }
 }
 
 torch::Tensor InternalCoordinateLayer::internalCoordinates(const torch::Tensor& x) const {
@@ -124,25 +136,28 @@ std::pair<torch::Tensor, torch::Tensor> InternalCoordinateLayer::fromUnit(const 
     return {t, toUnit(t).second};
 }
 
+std::pair<torch::Tensor, torch::Tensor> InternalCoordinateLayer::rangeTensors(const torch::TensorOptions& options) const {
+    return {torch::tensor(lower_, torch::kFloat64).to(options), torch::tensor(width_, torch::kFloat64).to(options)};
+}
+
 torch::Tensor InternalCoordinateLayer::unitDerivative(const torch::Tensor& q) const {
     const auto nb = numBonds(), na = numAngles(), nt = numTorsions();
-    const double bw = bondRange_[1] - bondRange_[0], aw = angleRange_[1] - angleRange_[0];
-    auto lb = toUnit((q.narrow(1, 0, nb) - bondRange_[0]) / bw).second;
-    auto la = toUnit((q.narrow(1, nb, na) - angleRange_[0]) / aw).second;
-    return torch::cat({torch::exp(lb) / bw, torch::exp(la) / aw, torch::full({q.size(0), nt}, 1.0 / (2.0 * M_PI), q.options())}, 1);
+    auto [lo, w] = rangeTensors(q.options());
+    auto l = toUnit((q.narrow(1, 0, nb + na) - lo) / w).second;
+    return torch::cat({torch::exp(l) / w, torch::full({q.size(0), nt}, 1.0 / (2.0 * M_PI), q.options())}, 1);
 }
 
 FlowResult InternalCoordinateLayer::forward(const torch::Tensor& x) {
     auto q = internalCoordinates(x);
     const auto nb = numBonds(), na = numAngles(), nt = numTorsions();
     auto r = q.narrow(1, 0, nb), theta = q.narrow(1, nb, na), phi = q.narrow(1, nb + na, nt);
-    auto [ub, lb] = toUnit((r - bondRange_[0]) / (bondRange_[1] - bondRange_[0]));
-    auto [ua, la] = toUnit((theta - angleRange_[0]) / (angleRange_[1] - angleRange_[0]));
+    auto [lo, w] = rangeTensors(q.options());
+    auto [uba, l] = toUnit((q.narrow(1, 0, nb + na) - lo) / w);
     auto ut = (phi + M_PI) / (2.0 * M_PI);
     ut = ut - torch::floor(ut);  // phi = pi -> 0
     auto logdet = -2.0 * torch::log(r).sum(1) - torch::log(torch::sin(theta)).sum(1) + logDetConstant_;
-    if (wall_) logdet = logdet + lb.sum(1) + la.sum(1);
-    return {torch::cat({ub, ua, ut}, 1), logdet};
+    if (wall_) logdet = logdet + l.sum(1);
+    return {torch::cat({uba, ut}, 1), logdet};
 }
 
 FlowResult InternalCoordinateLayer::inverse(const torch::Tensor& u) {
@@ -151,13 +166,13 @@ FlowResult InternalCoordinateLayer::inverse(const torch::Tensor& u) {
                                     std::to_string(outputDim()) + "]");
     const auto B = u.size(0);
     const auto nb = numBonds(), na = numAngles(), nt = numTorsions();
-    auto [tb, lb] = fromUnit(u.narrow(1, 0, nb));
-    auto [ta, la] = fromUnit(u.narrow(1, nb, na));
-    auto r = bondRange_[0] + tb * (bondRange_[1] - bondRange_[0]);
-    auto theta = angleRange_[0] + ta * (angleRange_[1] - angleRange_[0]);
+    auto [lo, w] = rangeTensors(u.options());
+    auto [t, l] = fromUnit(u.narrow(1, 0, nb + na));
+    auto q = lo + t * w;
+    auto r = q.narrow(1, 0, nb), theta = q.narrow(1, nb, na);
     auto phi = u.narrow(1, nb + na, nt) * (2.0 * M_PI) - M_PI;
     auto logdet = 2.0 * torch::log(r).sum(1) + torch::log(torch::sin(theta)).sum(1) - logDetConstant_;
-    if (wall_) logdet = logdet - lb.sum(1) - la.sum(1);
+    if (wall_) logdet = logdet - l.sum(1);
 
     auto opts = u.options();
     auto ex = torch::tensor({1.0, 0.0, 0.0}, opts).expand({B, 3});
@@ -195,7 +210,36 @@ FlowResult InternalCoordinateLayer::inverse(const torch::Tensor& u) {
 }
 
 nlohmann::json InternalCoordinateLayer::config() const {
-    return EmbeddingSpec{zmatrix_, bondRange_, angleRange_, wall_, wallSharpness_}.toJson();
+    return spec_.toJson();
+}
+
+EmbeddingSpec fitDataRanges(const EmbeddingSpec& embedding, const torch::Tensor& x, double margin) {
+    if (!(margin >= 0.0 && std::isfinite(margin))) throw std::invalid_argument("fit ranges: the margin must be finite and >= 0");
+    if (x.dim() != 2 || x.size(0) < 2) throw std::invalid_argument("fit ranges: need at least 2 frames");
+    EmbeddingSpec global = embedding;
+    global.bondRanges.clear();
+    global.angleRanges.clear();
+    InternalCoordinateLayer ic(global);
+    torch::NoGradGuard noGrad;
+    const auto nb = ic.numBonds(), na = ic.numAngles();
+    auto q = ic.internalCoordinates(x.to(torch::kFloat64)).narrow(1, 0, nb + na).contiguous();
+    auto qmin = std::get<0>(q.min(0)).contiguous(), qmax = std::get<0>(q.max(0)).contiguous();
+    const double* mn = qmin.data_ptr<double>();
+    const double* mx = qmax.data_ptr<double>();
+    EmbeddingSpec fitted = global;
+    for (int64_t i = 0; i < nb + na; ++i) {
+        const bool bond = i < nb;
+        const auto g = bond ? global.bondRange : global.angleRange;
+        const std::string name = std::string(bond ? "bond " : "angle ") + std::to_string(bond ? i : i - nb);
+        if (!(mn[i] > g[0] && mx[i] < g[1]))
+            throw std::invalid_argument("fit ranges: the data's " + name + " spans [" + std::to_string(mn[i]) + ", " +
+                                        std::to_string(mx[i]) + "], outside the model's range [" + std::to_string(g[0]) +
+                                        ", " + std::to_string(g[1]) + "]" + (bond ? " nm" : " rad"));
+        const double spread = std::max(mx[i] - mn[i], 1e-6 * (g[1] - g[0]));
+        const std::array<double, 2> r{std::max(g[0], mn[i] - margin * spread), std::min(g[1], mx[i] + margin * spread)};
+        (bond ? fitted.bondRanges : fitted.angleRanges).push_back(r);
+    }
+    return fitted;
 }
 
 std::vector<bool> InternalCoordinateLayer::circularFlags() const {

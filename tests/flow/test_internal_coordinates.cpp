@@ -644,3 +644,123 @@ TEST(InternalCoordinatesWall, DensityVanishesSmoothlyAtTheEndsOfTheRanges) {
               50.0);
     EXPECT_LT(-linear.forward(config(0.15, nearPi)).logdet.item<double>(), -linear.forward(config(0.15, 2.0)).logdet.item<double>());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Per-coordinate bond and angle ranges fitted to data (fitDataRanges)
+
+namespace {
+EmbeddingSpec fittedSpec(const torch::Tensor& data, double margin, bool wall) {
+    EmbeddingSpec global;
+    global.zmatrix = ZMatrix::builtinAlanineDipeptide();
+    global.wall = wall;
+    return fitDataRanges(global, data, margin);
+}
+}  // namespace
+
+TEST(InternalCoordinatesRanges, FittedRangesPutTheDataInTheMiddleOfEachRange) {
+    auto data = ala2Batch(200, 0.002, 31);
+    for (double margin : {0.0, 0.5, 1.0}) {
+        auto spec = fittedSpec(data, margin, false);
+        ASSERT_EQ(spec.bondRanges.size(), 21u);
+        ASSERT_EQ(spec.angleRanges.size(), 20u);
+        InternalCoordinateLayer ic(spec);
+        auto u = ic.forward(data).out.narrow(1, 0, 41);
+        auto lo = std::get<0>(u.min(0)), hi = std::get<0>(u.max(0));
+        // the linear map sends the data's [min, max] of every coordinate to [m/(1+2m), (1+m)/(1+2m)]
+        const double a = margin / (1 + 2 * margin), b = (1 + margin) / (1 + 2 * margin);
+        EXPECT_LT(maxAbs(lo - a), 1e-12) << "margin " << margin;
+        EXPECT_LT(maxAbs(hi - b), 1e-12) << "margin " << margin;
+        // much narrower than the paper's fixed ranges: a C-H bond spreads over ~1 % of [0.05, 0.3] nm
+        EXPECT_LT(spec.bondRanges[0][1] - spec.bondRanges[0][0], 0.05 * (1 + 2 * margin));
+    }
+    // clipped to the global range, never wider than the paper's
+    auto wide = fittedSpec(data, 1e6, false);
+    for (const auto& r : wide.bondRanges) EXPECT_TRUE(r[0] == 0.05 && r[1] == 0.3);
+    for (const auto& r : wide.angleRanges) EXPECT_TRUE(r[0] == 0.15 * M_PI && r[1] == M_PI);
+}
+
+TEST(InternalCoordinatesRanges, ConfigRoundTripsAndTheMapStaysAVolumeOfCartesianSpace) {
+    auto data = ala2Batch(100, 0.004, 32);
+    for (bool wall : {false, true}) {
+        auto spec = fittedSpec(data, 0.5, wall);
+        InternalCoordinateLayer ic(spec);
+        auto cfg = ic.config();
+        ASSERT_TRUE(cfg.contains("bond_ranges") && cfg.contains("angle_ranges"));
+        auto rebuilt = makeInternalCoordinateLayer(cfg);
+        EXPECT_EQ(rebuilt->config(), cfg);
+        // bijective on the support, log-dets opposite, and the inverse logdet is the Cartesian volume
+        auto gen = at::detail::createCPUGenerator(5);
+        auto u = ic.forward(data.narrow(0, 0, 20)).out.detach();
+        u.narrow(1, 0, 41).copy_(0.1 + 0.8 * torch::rand({20, 41}, gen, f64()));  // anywhere inside the ranges
+        auto inv = ic.inverse(u);
+        auto fwd = ic.forward(inv.out);
+        EXPECT_LT(maxAbs(uDiff(ic, fwd.out, u)), 1e-12);
+        EXPECT_LT(maxAbs(fwd.logdet + inv.logdet), 1e-10);
+        auto frame = frameTerm(ic, u.narrow(0, 0, 2));
+        for (int64_t b = 0; b < 2; ++b) {
+            auto J = jacobianOf([&](const torch::Tensor& v) { return ic.inverse(v.unsqueeze(0)).out; }, u[b]);
+            const double gram = 0.5 * std::get<1>(torch::linalg_slogdet(torch::matmul(J.t(), J))).item<double>();
+            EXPECT_NEAR(inv.logdet[b].item<double>(), gram + frame[b].item<double>(), 1e-9) << "wall " << wall;
+        }
+        // gradients of the forward map against central differences
+        auto x = data.narrow(0, 1, 2).clone();
+        auto s = [&](const torch::Tensor& xx) {
+            auto r = ic.forward(xx);
+            return r.logdet + torch::sin(2 * M_PI * r.out).sum(1);
+        };
+        auto xg = x.clone().requires_grad_(true);
+        auto g = torch::autograd::grad({s(xg).sum()}, {xg})[0];
+        const double h = 1e-7;
+        torch::NoGradGuard ng;
+        for (int64_t j = 0; j < ic.inputDim(); j += 5) {
+            auto xp = x.clone(), xm = x.clone();
+            xp.select(1, j) += h;
+            xm.select(1, j) -= h;
+            auto fd = (s(xp) - s(xm)) / (2 * h);
+            EXPECT_LT(maxAbs(fd - g.select(1, j)), 1e-5 * (1.0 + maxAbs(fd))) << "coordinate " << j << " wall " << wall;
+        }
+    }
+}
+
+TEST(InternalCoordinatesRanges, BadRangesAndDataAreRejectedWithTheReason) {
+    auto data = ala2Batch(50, 0.004, 33);
+    auto cfg = fittedSpec(data, 0.5, true).toJson();
+    auto with = [&](const char* key, nlohmann::json v) {
+        auto c = cfg;
+        c[key] = std::move(v);
+        return c;
+    };
+    auto fewer = cfg["bond_ranges"];
+    fewer.erase(fewer.size() - 1);
+    expectInvalid([&] { makeInternalCoordinateLayer(with("bond_ranges", fewer)); }, "21 ranges");
+    auto reversed = cfg["angle_ranges"];
+    reversed[3] = {2.0, 1.9};
+    expectInvalid([&] { makeInternalCoordinateLayer(with("angle_ranges", reversed)); }, "entry 3");
+    auto beyondPi = cfg["angle_ranges"];
+    beyondPi[0] = {2.0, 3.5};
+    expectInvalid([&] { makeInternalCoordinateLayer(with("angle_ranges", beyondPi)); }, "entry 0");
+    expectInvalid([&] { makeInternalCoordinateLayer(with("bond_ranges", "wide")); }, "bond_ranges");
+    EmbeddingSpec global;
+    global.zmatrix = ZMatrix::builtinAlanineDipeptide();
+    expectInvalid([&] { fitDataRanges(global, data.narrow(0, 0, 1), 0.5); }, "2 frames");
+    expectInvalid([&] { fitDataRanges(global, data, -1.0); }, "margin");
+    auto stretched = data.clone();
+    stretched.select(1, 3 * 1) += 0.5;  // atom 1 far from its bond partner: beyond the paper's 0.3 nm
+    expectInvalid([&] { fitDataRanges(global, stretched, 0.5); }, "outside the model's range");
+    // the support rule follows the per-coordinate ranges: the PDB is inside; the H-C bond 0 (atoms 0-1)
+    // just inside and just beyond the end of its own range (far inside the paper's 0.3 nm) is in and out
+    auto spec = fittedSpec(data, 0.5, true);
+    auto x = data[0].contiguous();
+    EXPECT_TRUE(spec.checkSupport(x.data_ptr<double>()).inside());
+    const double r0 = (x.narrow(0, 0, 3) - x.narrow(0, 3, 3)).norm().item<double>(), end = spec.bondRanges[0][1];
+    ASSERT_LT(end, 0.2);
+    auto withBond0 = [&](double r) {
+        auto y = x.clone();
+        y.narrow(0, 0, 3).sub_(x.narrow(0, 3, 3)).mul_(r / r0).add_(x.narrow(0, 3, 3));  // atom 0 along the bond
+        return spec.checkSupport(y.contiguous().data_ptr<double>());
+    };
+    EXPECT_TRUE(withBond0(end - 1e-4).inside());
+    auto v = withBond0(end + 1e-4);
+    EXPECT_FALSE(v.inside());
+    EXPECT_NE(v.description.find("bond 0"), std::string::npos) << v.description;
+}

@@ -53,10 +53,12 @@ torch::Tensor nearbyConfigurations(int64_t n, double noise, uint64_t seed) {
 /** The Boltzmann-generator architecture with the given transform and conditioner layout, with weights
  *  perturbed away from their initialisation so that shape parameters spread over their ranges. */
 std::shared_ptr<Flow> molecularFlow(const nlohmann::json& transform, bool invert, const std::string& heads, uint64_t seed,
-                                    double spread, const std::string& boundary = "wall") {
+                                    double spread, const std::string& boundary = "wall", bool dataRanges = false) {
     auto arch = boltzmannGeneratorArchitecture(ZMatrix::builtinAlanineDipeptide(), transform, {32, 32}, Activation::Sin, invert);
     for (auto& layer : arch["layers"]) layer["conditioner"]["heads"] = heads;
     arch["embedding"]["boundary"] = boundary;
+    if (dataRanges)  // per-coordinate ranges fitted to configurations like the ones compared (margin 1: room for them)
+        arch["embedding"] = fitDataRanges(EmbeddingSpec::fromJson(arch["embedding"]), nearbyConfigurations(200, 0.004, 99), 1.0).toJson();
     torch::manual_seed(seed);
     auto flow = std::make_shared<Flow>(arch);
     flow->to(torch::kFloat64);
@@ -96,6 +98,7 @@ struct LayoutCase {
     bool invert;
     std::string heads;
     std::string boundary = "wall";
+    bool dataRanges = false;
 };
 
 std::vector<LayoutCase> layoutCases() {
@@ -107,6 +110,8 @@ std::vector<LayoutCase> layoutCases() {
         {"SmoothMonomial", {{"type", "smooth"}, {"components", 4}, {"ramp", "monomial"}, {"order", 3}}, false, "separate"},
         {"Spline", {{"type", "spline"}, {"bins", 8}}, false, "separate"},
         {"SmoothLinearBoundary", {{"type", "smooth"}, {"components", 8}}, false, "separate", "linear"},
+        {"SmoothDataRanges", {{"type", "smooth"}, {"components", 8}}, false, "separate", "wall", true},
+        {"SplineDataRangesLinear", {{"type", "spline"}, {"bins", 8}}, false, "separate", "linear", true},
     };
 }
 
@@ -117,7 +122,7 @@ class NativeLayouts : public ::testing::TestWithParam<LayoutCase> {};
 TEST_P(NativeLayouts, DoubleMatchesLibTorch) {
     const auto& c = GetParam();
     for (double spread : {1.0, 4.0}) {
-        auto flow = molecularFlow(c.transform, c.invert, c.heads, 11, spread, c.boundary);
+        auto flow = molecularFlow(c.transform, c.invert, c.heads, 11, spread, c.boundary, c.dataRanges);
         auto x = nearbyConfigurations(c.invert ? 20 : 60, 0.004, 5);
         auto r = compare(*flow, x, Precision::Double);
         EXPECT_LT(r.energy, 1e-10) << c.name << " spread " << spread;
@@ -128,7 +133,7 @@ TEST_P(NativeLayouts, DoubleMatchesLibTorch) {
 TEST_P(NativeLayouts, SingleMatchesLibTorch) {
     // float weights and activations (sums in double): wilder weights (spread 2, beta 2) reach 1.0e-5
     const auto& c = GetParam();
-    auto flow = molecularFlow(c.transform, c.invert, c.heads, 12, 1.0, c.boundary);
+    auto flow = molecularFlow(c.transform, c.invert, c.heads, 12, 1.0, c.boundary, c.dataRanges);
     auto x = nearbyConfigurations(c.invert ? 10 : 30, 0.004, 6);
     auto r = compare(*flow, x, Precision::Single);
     EXPECT_LT(r.energy, 1e-5) << c.name;

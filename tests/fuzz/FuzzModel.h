@@ -29,11 +29,16 @@ inline std::vector<double> positionInSupport(const EmbeddingSpec& e, std::mt1993
     const auto n = static_cast<size_t>(e.numAtoms());
     std::vector<double> x(3 * n, 0.0);
     auto at = [&](int64_t i) { return &x[3 * static_cast<size_t>(i)]; };
+    std::vector<size_t> bondIndex, angleIndex;  // per row: the index of its bond / angle in the output order
+    size_t nb = 0, na = 0;
+    for (const auto& r : e.zmatrix.rows) bondIndex.push_back(r[1] >= 0 ? nb++ : 0), angleIndex.push_back(r[2] >= 0 ? na++ : 0);
     for (int64_t row : e.zmatrix.placementOrder()) {
         const auto& r = e.zmatrix.rows[static_cast<size_t>(row)];
         double* p = at(r[0]);
-        const double bond = e.bondRange[0] + u01(rng) * (e.bondRange[1] - e.bondRange[0]);
-        const double angle = e.angleRange[0] + u01(rng) * (e.angleRange[1] - e.angleRange[0]);
+        const auto br = e.bondRangeOf(bondIndex[static_cast<size_t>(row)]);
+        const auto ar = e.angleRangeOf(angleIndex[static_cast<size_t>(row)]);
+        const double bond = br[0] + u01(rng) * (br[1] - br[0]);
+        const double angle = ar[0] + u01(rng) * (ar[1] - ar[0]);
         if (r[1] < 0) continue;  // the origin
         const double* b = at(r[1]);
         if (r[2] < 0) {  // bond only: along x

@@ -68,7 +68,7 @@ struct Embedding {
     std::vector<std::array<int64_t, 2>> bonds;
     std::vector<std::array<int64_t, 3>> angles;     // (atom, vertex, other)
     std::vector<std::array<int64_t, 4>> torsions;   // (atom, b, a, t)
-    std::array<double, 2> bondRange{}, angleRange{};
+    std::vector<double> lower, width;  // per bond, then per angle: range start and width (nm or rad)
     double logDetConstant = 0;
     bool wall = false;  // smooth-wall map of bonds and angles (Architecture.h, EmbeddingSpec)
     double wallSharpness = 1.0;
@@ -142,7 +142,6 @@ Wall wallAt(double t, double s) {
 /** Unit coordinates u [dim] and the log-determinant of the internal-coordinate map. */
 double icForward(const Embedding& e, const double* x, double* u) {
     double logdet = e.logDetConstant;
-    const double bw = e.bondRange[1] - e.bondRange[0], aw = e.angleRange[1] - e.angleRange[0];
     auto unit = [&](double t, double& out) {
         if (!e.wall) {
             out = t;
@@ -155,13 +154,14 @@ double icForward(const Embedding& e, const double* x, double* u) {
     for (int64_t i = 0; i < e.nb; ++i) {
         const auto& q = e.bonds[static_cast<size_t>(i)];
         const double r = norm(at(x, q[0]) - at(x, q[1]));
-        unit((r - e.bondRange[0]) / bw, u[i]);
+        unit((r - e.lower[static_cast<size_t>(i)]) / e.width[static_cast<size_t>(i)], u[i]);
         logdet -= 2.0 * std::log(r);
     }
     for (int64_t i = 0; i < e.na; ++i) {
         const auto& q = e.angles[static_cast<size_t>(i)];
         const double th = angleValue(at(x, q[0]), at(x, q[1]), at(x, q[2]));
-        unit((th - e.angleRange[0]) / aw, u[e.nb + i]);
+        const auto k = static_cast<size_t>(e.nb + i);
+        unit((th - e.lower[k]) / e.width[k], u[e.nb + i]);
         logdet -= std::log(std::sin(th));
     }
     for (int64_t i = 0; i < e.nt; ++i) {
@@ -183,12 +183,12 @@ double unitBackward(const Embedding& e, double t, double ubar, double ldbar) {
 
 /** Gradient with respect to x of  sum_i ubar_i u_i(x) + ldbar * logdet(x), added to g [3n]. */
 void icBackward(const Embedding& e, const double* x, const double* ubar, double ldbar, double* g) {
-    const double bw = e.bondRange[1] - e.bondRange[0], aw = e.angleRange[1] - e.angleRange[0];
     for (int64_t i = 0; i < e.nb; ++i) {
         const auto& q = e.bonds[static_cast<size_t>(i)];
         const V3 d = at(x, q[0]) - at(x, q[1]);
         const double r = norm(d);
-        const double rbar = unitBackward(e, (r - e.bondRange[0]) / bw, ubar[i], ldbar) / bw - ldbar * 2.0 / r;
+        const double lo = e.lower[static_cast<size_t>(i)], w = e.width[static_cast<size_t>(i)];
+        const double rbar = unitBackward(e, (r - lo) / w, ubar[i], ldbar) / w - ldbar * 2.0 / r;
         const V3 gr = (rbar / r) * d;
         add(g, q[0], gr);
         add(g, q[1], -1.0 * gr);
@@ -199,7 +199,8 @@ void icBackward(const Embedding& e, const double* x, const double* ubar, double 
         const double nu = norm(u), nv = norm(v);
         const double sn = norm(cross(u, v)) / (nu * nv), cs = dot(u, v) / (nu * nv);
         const double th = std::atan2(sn, cs);
-        const double thbar = unitBackward(e, (th - e.angleRange[0]) / aw, ubar[e.nb + i], ldbar) / aw -
+        const double lo = e.lower[static_cast<size_t>(e.nb + i)], w = e.width[static_cast<size_t>(e.nb + i)];
+        const double thbar = unitBackward(e, (th - lo) / w, ubar[e.nb + i], ldbar) / w -
                              ldbar * std::cos(th) / std::sin(th);
         const V3 uh = (1.0 / nu) * u, vh = (1.0 / nv) * v;
         const V3 da = (1.0 / (nu * sn)) * (cs * uh - vh);  // d theta / d a
@@ -733,13 +734,16 @@ std::shared_ptr<const NativeFlow> NativeFlow::compile(const ModelFile& model, co
         e.nb = static_cast<int64_t>(e.bonds.size());
         e.na = static_cast<int64_t>(e.angles.size());
         e.nt = static_cast<int64_t>(e.torsions.size());
-        e.bondRange = spec.embedding->bondRange;
-        e.angleRange = spec.embedding->angleRange;
         e.wall = spec.embedding->wall;
         e.wallSharpness = spec.embedding->wallSharpness;
-        e.logDetConstant = -static_cast<double>(e.nb) * std::log(e.bondRange[1] - e.bondRange[0]) -
-                           static_cast<double>(e.na) * std::log(e.angleRange[1] - e.angleRange[0]) -
-                           static_cast<double>(e.nt) * std::log(2.0 * native::kPi);
+        e.logDetConstant = -static_cast<double>(e.nt) * std::log(2.0 * native::kPi);
+        for (int64_t i = 0; i < e.nb + e.na; ++i) {
+            const auto r = i < e.nb ? spec.embedding->bondRangeOf(static_cast<size_t>(i))
+                                    : spec.embedding->angleRangeOf(static_cast<size_t>(i - e.nb));
+            e.lower.push_back(r[0]);
+            e.width.push_back(r[1] - r[0]);
+            e.logDetConstant -= std::log(r[1] - r[0]);
+        }
     }
     for (size_t i = 0; i < spec.layers.size(); ++i) addLayer(*p, spec.layers[i], false, offsets, "layer" + std::to_string(i));
     std::shared_ptr<NativeFlow> flow(new NativeFlow());

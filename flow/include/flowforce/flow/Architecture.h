@@ -164,11 +164,18 @@ struct FLOWFORCE_FLOW_EXPORT EmbeddingSpec {
     std::array<double, 2> angleRange{0.15 * 3.14159265358979323846, 3.14159265358979323846};  ///< rad
     bool wall = false;           ///< JSON "boundary": "wall" (true) or "linear" (false, the default)
     double wallSharpness = 1.0;  ///< s of the wall map, >= the unimodal bound 0.8657 (JSON "wall_sharpness")
+    /** Optional per-coordinate ranges (JSON "bond_ranges": [[lo, hi] nm, ...] with one entry per bond, and
+     *  "angle_ranges": [[lo, hi] rad, ...] with one per angle, in the output order): when present they
+     *  replace bondRange / angleRange for that coordinate (fitDataRanges, InternalCoordinates.h). */
+    std::vector<std::array<double, 2>> bondRanges, angleRanges;
+    /** The range of bond i (nm) and of angle i (rad), i in output order (0-based within the kind). */
+    std::array<double, 2> bondRangeOf(size_t i) const { return bondRanges.empty() ? bondRange : bondRanges.at(i); }
+    std::array<double, 2> angleRangeOf(size_t i) const { return angleRanges.empty() ? angleRange : angleRanges.at(i); }
     static EmbeddingSpec fromJson(const nlohmann::json& config);
     nlohmann::json toJson() const;
     int64_t numAtoms() const { return zmatrix.numAtoms(); }
     /** The support rule, the same for trainer, evaluator and plugin: every position finite, every bond
-     *  within bondRange and every angle within angleRange (torsions are unbounded). Outside, the flow's
+     *  within its range and every angle within its range (torsions are unbounded). Outside, the flow's
      *  density is zero and -log p does not exist. x: [3 n] positions in nm. */
     SupportViolation checkSupport(const double* x) const;
 };

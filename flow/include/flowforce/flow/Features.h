@@ -6,6 +6,7 @@
 
 #include "flowforce/flow/Flow.h"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,26 @@ struct FLOWFORCE_FLOW_EXPORT FeatureReport {
  */
 FLOWFORCE_FLOW_EXPORT FeatureReport narrowestFeature(Flow& flow, const torch::Tensor& x, const std::vector<double>& masses, double temperatureK,
                                double timestepPs, double significance = 0.1);
+
+/** The stiffest vibration of a potential at one configuration: the largest eigenvalue omega^2 of the
+ *  mass-weighted Hessian M^-1/2 H M^-1/2. Velocity Verlet with step dt is stable for omega dt < 2 and its
+ *  energy error grows like (omega dt)^2, so this is what decides whether a potential can be integrated. */
+struct FLOWFORCE_FLOW_EXPORT StiffestMode {
+    double omega = 0;            ///< angular frequency, 1/ps (0 if the Hessian has no positive eigenvalue)
+    double periodFs = 0;         ///< 2 pi / omega, fs (infinite if omega is 0)
+    std::vector<double> share;   ///< per atom: the share of the mode's mass-weighted amplitude (sums to 1)
+    /** The atoms carrying most of the mode, largest first, e.g. "17 (61%), 16 (35%)". */
+    std::string atoms(double minimumShare = 0.1) const;
+};
+
+/**
+ * The stiffest mode at configuration x [3n] (nm) of a potential given by its gradient: gradient(k, xs, gs)
+ * fills gs [k, 3n] with dU/dx in kJ/mol/nm at the k configurations xs [k, 3n]. The Hessian comes from
+ * central differences of the gradient with step h (nm), symmetrised; masses in Da (so omega^2 is in
+ * kJ/mol/nm^2/Da = 1/ps^2). Throws std::invalid_argument on mismatched sizes or non-positive masses.
+ */
+FLOWFORCE_FLOW_EXPORT StiffestMode stiffestMode(const std::function<void(int64_t, const double*, double*)>& gradient,
+                                               const double* x, const std::vector<double>& masses, double h = 1e-5);
 
 /** Full width at half height of the bump density sigma'(t) of a smooth mixture component with sharpness s
  *  (exponential ramp, beta 1 or 2) or monomial order s, in units of the component's support (1/a wide). */

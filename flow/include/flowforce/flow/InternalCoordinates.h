@@ -51,15 +51,17 @@ struct FLOWFORCE_FLOW_EXPORT ICIndex {
  * Output layout: all bonds (rows with a bond reference, in row order), then all angles (rows with an
  * angle reference, in row order), then all torsions (rows with a torsion reference, in row order).
  * Bonds map linearly from [bondMin, bondMax] (nm), angles from [angleMin, angleMax] (rad) to [0,1]
- * (values outside the range map outside [0,1]; they are not clamped); torsions map from (-pi, pi]
- * onto the circle [0,1) by u = (phi + pi) / 2pi, wrapped.
+ * (values outside the range map outside [0,1]; they are not clamped), or through the smooth wall
+ * (EmbeddingSpec); the ranges are global or per coordinate (EmbeddingSpec::bondRanges, fitDataRanges);
+ * torsions map from (-pi, pi] onto the circle [0,1) by u = (phi + pi) / 2pi, wrapped.
  *
  * Log-determinant convention (p(x) = p_u(u(x)) * exp(forward logdet) is a density on Cartesian space
  * with respect to dx, normalised over the internal coordinates times the rigid-body orbit, whose
  * measure is d^3(translation) times the Haar measure of SO(3) that is d^3(rotation vector) at the
  * identity, total volume 8 pi^2):
  *   forward logdet = - sum_{bonds} 2 log r_i - sum_{angles} log sin theta_i
- *                    - nBonds log(bondMax - bondMin) - nAngles log(angleMax - angleMin) - nTorsions log 2pi
+ *                    - sum_{bonds} log(bondMax_i - bondMin_i) - sum_{angles} log(angleMax_i - angleMin_i)
+ *                    - nTorsions log 2pi
  * where the sums include the frame atoms (the bond of the bond-only atom, the bond and angle of the
  * frame atom). inverse logdet is exactly minus that at the same configuration. It is the log of
  * |det d x / d(t, omega, u)| of x = R(omega) x_frame(u) + t at t = 0, omega = 0; the Gram determinant
@@ -114,13 +116,17 @@ public:
     std::vector<int64_t> outputDims(ICKind kind) const;
     /** Output dimension of the coordinate of this kind that places atom, or -1 if it has none. */
     int64_t outputDimOf(ICKind kind, int64_t atom) const;
-    /** Bond range [lo, hi] in nm and angle range [lo, hi] in rad. */
-    std::array<double, 2> bondRange() const { return bondRange_; }
-    std::array<double, 2> angleRange() const { return angleRange_; }
+    /** Global bond range [lo, hi] in nm and angle range [lo, hi] in rad (per-coordinate ranges, where the
+     *  embedding has them, are in embedding()). */
+    std::array<double, 2> bondRange() const { return spec_.bondRange; }
+    std::array<double, 2> angleRange() const { return spec_.angleRange; }
+    /** The embedding this layer was built from. */
+    const EmbeddingSpec& embedding() const { return spec_; }
 
 private:
     ZMatrix zmatrix_;
-    std::array<double, 2> bondRange_, angleRange_;
+    EmbeddingSpec spec_;
+    std::vector<double> lower_, width_;                      // per bond, then per angle: range start and width
     std::vector<int64_t> order_;                             // placement order (row indices)
     std::vector<int64_t> bondRows_, angleRows_, torsionRows_;  // rows of each output block
     std::vector<int64_t> rowBondDim_, rowAngleDim_, rowTorsionDim_;  // per row: output dim or -1
@@ -130,8 +136,18 @@ private:
     /** t in [0,1] -> (W(t), log W'(t)) and its inverse u -> (t, log W'(t)) (identity for the linear map). */
     std::pair<torch::Tensor, torch::Tensor> toUnit(const torch::Tensor& t) const;
     std::pair<torch::Tensor, torch::Tensor> fromUnit(const torch::Tensor& u) const;
+    /** lower_ and width_ as tensors [nBonds + nAngles] with these options. */
+    std::pair<torch::Tensor, torch::Tensor> rangeTensors(const torch::TensorOptions& options) const;
     double logDetConstant_ = 0.0;                            // forward log-jacobian of the interval maps
 };
+
+/** The embedding with per-coordinate bond and angle ranges fitted to data: each coordinate's range is
+ *  [min - margin (max - min), max + margin (max - min)] over the frames x [B, 3n] (nm), clipped to the
+ *  embedding's global range (never wider than the paper's fixed ranges). With margin 0.5 the data fill
+ *  the middle half of every range, so the flow starts near the data instead of having to concentrate a
+ *  uniform density on a few percent of [0,1]. Throws std::invalid_argument on fewer than 2 frames, on a
+ *  negative margin, or on data outside the global ranges. */
+FLOWFORCE_FLOW_EXPORT EmbeddingSpec fitDataRanges(const EmbeddingSpec& embedding, const torch::Tensor& x, double margin);
 
 /** Builds an InternalCoordinateLayer from its config() (throws std::invalid_argument). */
 FLOWFORCE_FLOW_EXPORT std::shared_ptr<InternalCoordinateLayer> makeInternalCoordinateLayer(const nlohmann::json& config);
