@@ -4,6 +4,7 @@
 // alanine dipeptide's geometry; finite differences; batch = single; model-file validation.
 #include "TestUtil.h"
 
+#include "flowforce/flow/Features.h"
 #include "flowforce/flow/Flow.h"
 #include "flowforce/flow/Molecular.h"
 #include "flowforce/flow/ModelFile.h"
@@ -380,4 +381,69 @@ TEST(Native, SupportCheckNamesTheCoordinate) {
     auto bad = x;
     bad[7] = NAN;
     EXPECT_NE(eval.checkSupport(bad.data()).description.find("not finite"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stiffest vibration of a potential (Features.h), the measure eval compares with the time step
+
+namespace {
+/** Harmonic bonds 0.5 k (r - r0)^2 between atom pairs, gradient in kJ/mol/nm. */
+struct Springs {
+    std::vector<std::array<int64_t, 2>> pairs;
+    std::vector<double> k, r0;
+    int64_t atoms;
+    void operator()(int64_t n, const double* xs, double* gs) const {
+        for (int64_t c = 0; c < n; ++c) {
+            const double* x = xs + c * 3 * atoms;
+            double* g = gs + c * 3 * atoms;
+            std::fill(g, g + 3 * atoms, 0.0);
+            for (size_t s = 0; s < pairs.size(); ++s) {
+                const auto [a, b] = pairs[s];
+                double d[3], r = 0;
+                for (int i = 0; i < 3; ++i) d[i] = x[3 * a + i] - x[3 * b + i], r += d[i] * d[i];
+                r = std::sqrt(r);
+                for (int i = 0; i < 3; ++i) {
+                    g[3 * a + i] += k[s] * (r - r0[s]) * d[i] / r;
+                    g[3 * b + i] -= k[s] * (r - r0[s]) * d[i] / r;
+                }
+            }
+        }
+    }
+};
+}  // namespace
+
+TEST(Diagnostics, StiffestModeOfADiatomicIsItsStretch) {
+    // C-H at its rest length, k = 284,512 kJ/mol/nm^2 (Amber's 340 kcal/mol/A^2 x 2): omega^2 = k / mu
+    const double k = 284512.0, mH = 1.008, mC = 12.011, mu = mH * mC / (mH + mC);
+    Springs s{{{0, 1}}, {k}, {0.109}, 2};
+    const std::vector<double> x{0.01, 0.02, -0.03, 0.01 + 0.109 * 0.6, 0.02 + 0.109 * 0.8, -0.03};
+    auto mode = stiffestMode(s, x.data(), {mH, mC});
+    EXPECT_NEAR(mode.omega, std::sqrt(k / mu), 1e-6 * std::sqrt(k / mu));
+    EXPECT_NEAR(mode.periodFs, 2 * M_PI / std::sqrt(k / mu) * 1e3, 1e-5);
+    EXPECT_GT(mode.periodFs, 10.0);  // ~11 fs: why 1 fs steps work for the force field
+    EXPECT_LT(mode.periodFs, 12.0);
+    // the light atom carries the mass-weighted amplitude in proportion m_C / (m_H + m_C)
+    ASSERT_EQ(mode.share.size(), 2u);
+    EXPECT_NEAR(mode.share[0], mC / (mH + mC), 1e-6);
+    EXPECT_NEAR(mode.share[0] + mode.share[1], 1.0, 1e-12);
+    EXPECT_EQ(mode.atoms(0.5), "0 (92%)");
+}
+
+TEST(Diagnostics, StiffestModeFindsTheStifferOfTwoSpringsAndNothingInAFlatPotential) {
+    // two separate molecules: the same masses, one spring 9x stiffer -> 3x the frequency, all on atoms 2, 3
+    Springs s{{{0, 1}, {2, 3}}, {1e5, 9e5}, {0.15, 0.15}, 4};
+    const std::vector<double> x{0, 0, 0, 0.15, 0, 0, 1, 1, 1, 1, 1.15, 1};
+    const std::vector<double> m{12.0, 12.0, 12.0, 12.0};
+    auto mode = stiffestMode(s, x.data(), m);
+    EXPECT_NEAR(mode.omega, std::sqrt(9e5 / 6.0), 1e-5 * std::sqrt(9e5 / 6.0));
+    EXPECT_NEAR(mode.share[2] + mode.share[3], 1.0, 1e-8);
+    Springs none{{}, {}, {}, 4};
+    auto flat = stiffestMode(none, x.data(), m);
+    EXPECT_EQ(flat.omega, 0.0);
+    EXPECT_TRUE(std::isinf(flat.periodFs));
+    EXPECT_THROW(stiffestMode(s, x.data(), {12.0, 0.0, 12.0, 12.0}), std::invalid_argument);
+    EXPECT_THROW(stiffestMode(s, x.data(), {}), std::invalid_argument);
+    Springs broken = s;
+    broken.r0[0] = NAN;
+    EXPECT_THROW(stiffestMode(broken, x.data(), m), std::invalid_argument);
 }

@@ -97,6 +97,47 @@ def test_bg_eval_metrics_are_consistent(work, dataset, trained):
     nf2 = json.load(open(half))["narrowest_feature"]
     assert nf2["width_at_half_height"] == pytest.approx(nf["width_at_half_height"], rel=1e-9)
     assert nf2["width_over_step"] == pytest.approx(2 * nf["width_over_step"], rel=1e-9)
+    # the stiffest vibration (mass-weighted Hessian): the force field's is an X-H stretch, 9-12 fs (2800-3700 1/cm)
+    st, st2 = ev["stiffest_mode"], json.load(open(half))["stiffest_mode"]
+    ff, fl = st["force_field_on_data"], st["flow"]
+    assert 9.0 < ff["period_min_fs"] < 12.0, ff
+    for m in (ff, fl):
+        assert m["omega_max_per_ps"] >= m["omega_median_per_ps"] > 0
+        assert m["period_min_fs"] == pytest.approx(2 * math.pi / m["omega_max_per_ps"] * 1e3, rel=1e-9)
+        assert m["omega_dt"] == pytest.approx(m["omega_max_per_ps"] * 1e-3, rel=1e-9)
+        assert m["atoms"]
+    assert st["omega_max_ratio"] == pytest.approx(fl["omega_max_per_ps"] / ff["omega_max_per_ps"], rel=1e-9)
+    assert st2["flow"]["omega_dt"] == pytest.approx(0.5 * fl["omega_dt"], rel=1e-9)
+    # on the flow's own samples (where MD with the flow goes), against the force field on the data
+    ss = ev["stiffest_mode_samples"]
+    assert 1 <= ss["frames"] <= 20
+    assert ss["force_field_on_data"] == ff and ss["flow"]["omega_max_per_ps"] > 0
+
+
+def model_header(path):
+    """The JSON header of a model file (8-byte little-endian length, then JSON)."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(n))
+
+
+def test_bg_train_fits_ranges_to_the_data(work, dataset):
+    model = os.path.join(work, "ranges.flow")
+    p = run("train", "--data", dataset, "--ic-ranges", "data", "--ic-margin", 1, "--epochs", 1, "--batch", 16,
+            "--kld-val-samples", 0, "--threads", 1, "--out", model)
+    assert "ranges fitted to the 72 training frames" in p.stderr
+    arch = json.loads(model_header(model)["__metadata__"]["architecture"])
+    emb = arch["embedding"]
+    assert len(emb["bond_ranges"]) == 21 and len(emb["angle_ranges"]) == 20
+    for lo, hi in emb["bond_ranges"]:
+        assert 0.05 <= lo < hi <= 0.3 and hi - lo < 0.1  # far narrower than the paper's 0.25 nm
+    for lo, hi in emb["angle_ranges"]:
+        assert 0.15 * math.pi <= lo < hi <= math.pi
+    # eval and md accept the model; a model brings its own ranges
+    run("eval", "--model", model, "--data", dataset, "--samples", 0, "--stiffness-frames", 2, "--threads", 1)
+    err = assert_one_line_error(run("train", "--data", dataset, "--model", model, "--ic-ranges", "data", "--out",
+                                    os.path.join(work, "again.flow"), check=False), "train")
+    assert "brings its own" in err
 
 
 def test_bg_training_lowers_held_out_nll(work, test_data, trained):
