@@ -5,7 +5,7 @@
 # so rerun the same command after an interruption.
 #
 # Usage: scripts/table1.sh [RUN_DIR]   (environment: FLOWFORCE=path/to/flowforce, SEEDS="1 2 3",
-#                                        THREADS=2, EPOCHS=25)
+#                                        THREADS=2, EPOCHS=25; THREADS=1 when the machine has other work)
 set -euo pipefail
 ff=${FLOWFORCE:-build/bin/flowforce}
 run=${1:-runs/table1}
@@ -47,14 +47,15 @@ nve() {  # name (model or "classical")
     --energy-interval 1 --json "$run/$name.nve.json" --plots "$run/$name-nve"
 }
 
+# seed by seed, each smooth flow's NVE right after its evaluation: a partial run has complete rows
+nve classical
 for seed in $seeds; do
   train "smooth-fm-s$seed" smooth 0.001 "$seed"
   evaluate "smooth-fm-s$seed"
+  nve "smooth-fm-s$seed"
   train "spline-s$seed" spline 0 "$seed"
   evaluate "spline-s$seed"
 done
-nve classical
-for seed in $seeds; do nve "smooth-fm-s$seed"; done
 
 step "summary"
 /usr/bin/env "${PYTHON:-/usr/bin/python3}" "$(dirname "$0")/table1_summary.py" "$run" $seeds
