@@ -7,6 +7,7 @@
 //   --ensemble langevin: thermostatted runs writing a DCD trajectory and a phi/psi time series.
 #include "Common.h"
 
+#include "flowforce/flow/Features.h"
 #include "flowforce/flow/FileIO.h"
 #include "flowforce/flow/Physics.h"
 #include "flowforce/md/ClassicalSystem.h"
@@ -66,10 +67,13 @@ struct SimulatedPotential {
     int modelAtoms = 0;          // atoms the FlowForce model covers (0: classical)
 };
 
-/** The integrators (0: Langevin equilibration, 1: production) and the context. */
+/** The integrators (0: Langevin equilibration, 1: production) and the context; for NVE a second context
+ *  on the same System that probes forces at given positions (the stiffest mode where the energy jumped). */
 struct Engine {
     std::unique_ptr<OpenMM::CompoundIntegrator> integrator;
     std::unique_ptr<OpenMM::Context> context;
+    std::unique_ptr<OpenMM::VerletIntegrator> probeIntegrator;
+    std::unique_ptr<OpenMM::Context> probe;
 };
 
 /** What one replica did, and its energy samples (NVE: total energy; langevin: potential energy). */
@@ -85,6 +89,12 @@ struct ReplicaRun {
     std::vector<double> t, etot, epot;  // ps, kJ/mol
     std::string dcdPath;
     int dcdFrames = 0;
+    // NVE: the largest change of the total energy between samples, where it began, and the stiffest
+    // vibration of the potential there (omega 0: not computed)
+    double maxStepChange = -1;
+    long maxStepAt = -1;
+    std::vector<OpenMM::Vec3> xBeforeMaxStep;
+    StiffestMode stiffestAtMaxStep;
 
     bool blewUpInEquilibration(long equilibrationSteps) const { return exploded && equilibrated < equilibrationSteps; }
     long allSteps() const { return equilibrated + stepsDone; }
@@ -217,6 +227,10 @@ Engine createEngine(const MDOptions& o, const SimulatedPotential& pot) {
         e.integrator->addIntegrator(production);
     }
     e.context = std::make_unique<OpenMM::Context>(*pot.system, *e.integrator, md::getPlatform(o.platform));
+    if (o.nve()) {
+        e.probeIntegrator = std::make_unique<OpenMM::VerletIntegrator>(dtPs);
+        e.probe = std::make_unique<OpenMM::Context>(*pot.system, *e.probeIntegrator, md::getPlatform(o.platform));
+    }
     return e;
 }
 
@@ -303,19 +317,26 @@ void produce(const MDOptions& o, Engine& engine, ReplicaRun& run, LangevinSeries
     constexpr long kProgressSteps = 100;  // redraw the progress line at most every this many steps
     long shown = 0;
     try {
-        const OpenMM::State s0 = context.getState(OpenMM::State::Energy);
+        const int what = OpenMM::State::Energy | OpenMM::State::Positions;
+        const OpenMM::State s0 = context.getState(what);
         run.e0 = totalEnergy(s0);
+        std::vector<OpenMM::Vec3> previous = s0.getPositions();
+        double ePrevious = run.e0;
+        long stepPrevious = 0;
         if (o.nve()) run.t.push_back(0.0), run.etot.push_back(run.e0), run.epot.push_back(s0.getPotentialEnergy());
         while (run.stepsDone < o.steps && !run.exploded) {
             timedSteps(engine, run, std::min(interval, o.steps - run.stepsDone));
             run.stepsDone = context.getStepCount();
-            const OpenMM::State s = context.getState(OpenMM::State::Energy | (o.nve() ? 0 : OpenMM::State::Positions));
+            const OpenMM::State s = context.getState(what);
             const double e = totalEnergy(s);
             if (!std::isfinite(e)) {
                 run.exploded = true, run.reason = "non-finite energy", run.explodedAt = run.stepsDone;
                 break;
             }
             run.t.push_back(s.getTime()), run.etot.push_back(e), run.epot.push_back(s.getPotentialEnergy());
+            if (o.nve() && std::abs(e - ePrevious) > run.maxStepChange)
+                run.maxStepChange = std::abs(e - ePrevious), run.maxStepAt = stepPrevious, run.xBeforeMaxStep = previous;
+            if (o.nve()) previous = s.getPositions(), ePrevious = e, stepPrevious = run.stepsDone;
             if (o.nve() && std::abs(e - run.e0) > o.explosionKJ)
                 run.exploded = true, run.reason = "|E - E0| > " + fmt(o.explosionKJ) + " kJ/mol", run.explodedAt = run.stepsDone;
             if (dcd && !run.exploded) recordLangevinFrame(o, s, run.index, *dcd, series);
@@ -338,6 +359,30 @@ ReplicaRun runReplica(const MDOptions& o, Engine& engine, double temperature, co
     run.index = index;
     equilibrate(o, engine, temperature, x0, run);
     if (!run.exploded) produce(o, engine, run, series);
+    if (engine.probe && !run.xBeforeMaxStep.empty()) {
+        // the stiffest vibration of the potential where the largest energy change began (forces by the probe context)
+        OpenMM::Context& probe = *engine.probe;
+        const OpenMM::System& system = probe.getSystem();
+        const int n = system.getNumParticles();
+        std::vector<double> masses, x;
+        for (int i = 0; i < n; ++i) masses.push_back(system.getParticleMass(i));
+        for (const auto& v : run.xBeforeMaxStep) x.insert(x.end(), {v[0], v[1], v[2]});
+        auto gradient = [&](int64_t k, const double* xs, double* gs) {
+            std::vector<OpenMM::Vec3> pos(static_cast<size_t>(n));
+            for (int64_t c = 0; c < k; ++c) {
+                for (int i = 0; i < n; ++i) pos[static_cast<size_t>(i)] = {xs[c * 3 * n + 3 * i], xs[c * 3 * n + 3 * i + 1], xs[c * 3 * n + 3 * i + 2]};
+                probe.setPositions(pos);
+                const auto f = probe.getState(OpenMM::State::Forces).getForces();
+                for (int i = 0; i < n; ++i)
+                    for (int d = 0; d < 3; ++d) gs[c * 3 * n + 3 * i + d] = -f[static_cast<size_t>(i)][d];
+            }
+        };
+        try {
+            run.stiffestAtMaxStep = stiffestMode(gradient, x.data(), masses);
+        } catch (const std::exception&) {
+            run.stiffestAtMaxStep = StiffestMode{};  // outside the support or not finite nearby: not reported
+        }
+    }
     return run;
 }
 
@@ -413,6 +458,19 @@ nlohmann::json replicaReport(const MDOptions& o, const ReplicaRun& run, int ndof
     rep["total_energy_drift_kj_mol_per_ps"] = figure(c.drift);
     rep["total_energy_max_deviation_kj_mol"] = c.maxDeviation;
     rep["total_energy_max_step_change_kj_mol"] = figure(c.maxStepChange);
+    const StiffestMode& sm = run.stiffestAtMaxStep;
+    if (sm.omega > 0)
+        rep["stiffest_mode_at_max_step_change"] = {{"step", run.maxStepAt},
+                                                   {"omega_per_ps", sm.omega},
+                                                   {"period_fs", sm.periodFs},
+                                                   {"omega_dt", sm.omega * o.dtFs * 1e-3},
+                                                   {"atoms", sm.atoms()}};
+    if (!run.xBeforeMaxStep.empty()) {  // where the largest change began, to replay or analyse it
+        nlohmann::json x = nlohmann::json::array();
+        for (const auto& v : run.xBeforeMaxStep) x.push_back({v[0], v[1], v[2]});
+        rep["positions_before_max_step_change_nm"] = x;
+        rep["max_step_change_at_step"] = run.maxStepAt;
+    }
     if (!run.exploded) stable.push_back(c);
     if (run.blewUpInEquilibration(o.equilibrationSteps))
         std::cerr << name << "EXPLODED in Langevin equilibration after " << run.equilibrated << " steps\n";
@@ -420,8 +478,11 @@ nlohmann::json replicaReport(const MDOptions& o, const ReplicaRun& run, int ndof
         std::cerr << name << "EXPLODED after " << run.stepsDone << " NVE steps\n";
     else
         std::cerr << name << "E std/DOF = " << fmt(c.stdPerDof, 3, true) << " kJ/mol, max step change = "
-                  << fmt(c.maxStepChange, 3, true) << " kJ/mol, drift = " << fmt(c.drift, 3, true) << " kJ/mol/ps, "
-                  << fmt(run.msPerStep(), 3) << " ms/step\n";
+                  << fmt(c.maxStepChange, 3, true) << " kJ/mol"
+                  << (sm.omega > 0 ? " (at step " + std::to_string(run.maxStepAt) + ", stiffest mode " + fmt(sm.periodFs, 3) +
+                                         " fs, omega dt " + fmt(sm.omega * o.dtFs * 1e-3, 3) + ", atoms " + sm.atoms() + ")"
+                                   : std::string())
+                  << ", drift = " << fmt(c.drift, 3, true) << " kJ/mol/ps, " << fmt(run.msPerStep(), 3) << " ms/step\n";
     return rep;
 }
 

@@ -258,6 +258,15 @@ def test_md_classical_nve_energy_bounded(tmp, small_dataset):
         assert 0 < r["total_energy_max_step_change_kj_mol"] < MAX_STEP_CHANGE_KJ
         assert abs(r["total_energy_drift_kj_mol_per_ps"]) < 20.0
         assert r["ms_per_step"] > 0
+        # where the largest change began: the configuration, and the stiffest vibration there (the force
+        # field's is an X-H stretch of 9-12 fs, omega dt ~ 0.6 at 1 fs, well inside Verlet's limit of 2)
+        assert 0 <= r["max_step_change_at_step"] < 200
+        assert len(r["positions_before_max_step_change_nm"]) == 22
+        sm = r["stiffest_mode_at_max_step_change"]
+        assert sm["step"] == r["max_step_change_at_step"]
+        assert 9.0 < sm["period_fs"] < 12.0, sm
+        assert sm["omega_dt"] == pytest.approx(sm["omega_per_ps"] * 1e-3, rel=1e-9)
+        assert sm["period_fs"] == pytest.approx(2 * math.pi / sm["omega_per_ps"] * 1e3, rel=1e-9)
     per = rep["per_replica"]
     stds = sorted(r["total_energy_std_per_dof_kj_mol"] for r in per)
     jumps = sorted(r["total_energy_max_step_change_kj_mol"] for r in per)
