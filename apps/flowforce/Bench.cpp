@@ -213,7 +213,11 @@ void runBenchForce(const BenchForceOptions& o) {
     ModelFile file;
     std::string source;
     if (o.model.empty()) {
-        auto m = buildMolecularModel(o.molecule, "smooth", false, o.seed);
+        auto m = buildMolecularModel(o.molecule, [&] {
+            ModelChoice c;
+            c.seed = o.seed;
+            return c;
+        }());
         file = toModelFile(*m.flow, m.info);
         source = "untrained smooth Boltzmann generator (paper layout, seed " + std::to_string(o.seed) + ")";
     } else {

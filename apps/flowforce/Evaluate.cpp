@@ -186,6 +186,54 @@ void runEval(EvalOptions o) {
         return st;
     };
     if (o.stiffnessFrames > 0) report["stiffest_mode"] = stiffness(positions, "frame", true);
+
+    // --- sub-step roughness: along one random thermal MD step from each frame, how far each potential departs
+    //     from the cubic its end energies and forces determine (structure narrower than the step) ---
+    if (o.stiffnessFrames > 0) {
+        const int64_t m = std::min(frames, o.stiffnessFrames);
+        auto flowEnergy = [&](int64_t k, const double* xs, double* us, double* gs) {
+            evaluator.evaluate(k, xs, us, gs);
+            for (int64_t i = 0; i < k; ++i) us[i] *= kT;
+            for (int64_t i = 0; i < k * D; ++i) gs[i] *= kT;
+        };
+        auto fieldEnergy = [&](int64_t k, const double* xs, double* us, double* gs) {
+            auto x = torch::from_blob(const_cast<double*>(xs), {k, D}, torch::kFloat64).clone();
+            auto u = (target->energies(x) * kT).contiguous();
+            auto g = (-target->forces(x) * kT).contiguous();
+            std::copy(u.data_ptr<double>(), u.data_ptr<double>() + k, us);
+            std::copy(g.data_ptr<double>(), g.data_ptr<double>() + k * D, gs);
+        };
+        auto gen = at::detail::createCPUGenerator(o.seed + 104729);
+        std::vector<double> offFlow, offField;
+        Progress rp("sub-step roughness", m);
+        for (int64_t i = 0; i < m; ++i) {
+            const int64_t f = m == 1 ? 0 : static_cast<int64_t>(std::llround(static_cast<double>(i) * (frames - 1) / (m - 1)));
+            const double* a = positions.data_ptr<double>() + f * D;
+            // Maxwell-Boltzmann velocities (nm/ps) times one time step (ps)
+            auto z = torch::randn({D}, gen, torch::kFloat64);
+            std::vector<double> b(a, a + D);
+            for (int64_t j = 0; j < D; ++j)
+                b[static_cast<size_t>(j)] += z[j].item<double>() * std::sqrt(kT / masses[static_cast<size_t>(j / 3)]) * o.timestepFs * 1e-3;
+            try {
+                offFlow.push_back(offCubicAlongSegment(flowEnergy, a, b.data(), D));
+                offField.push_back(offCubicAlongSegment(fieldEnergy, a, b.data(), D));
+            } catch (const std::exception&) {
+                // a step that leaves the model's support: skipped
+            }
+            rp.update(i + 1);
+        }
+        rp.finish();
+        if (!offFlow.empty()) {
+            auto summary = [](std::vector<double> v) {
+                std::sort(v.begin(), v.end());
+                return nlohmann::json{{"median_kj_mol", v[v.size() / 2]}, {"max_kj_mol", v.back()}};
+            };
+            report["sub_step_roughness"] = {{"frames", offFlow.size()},
+                                            {"timestep_fs", o.timestepFs},
+                                            {"flow", summary(offFlow)},
+                                            {"force_field", summary(offField)}};
+        }
+    }
     auto [phiD, psiD] = ramachandran(data.positions.narrow(0, 0, nPlot));
     plot["data_phi"] = phiD;
     plot["data_psi"] = psiD;
@@ -245,6 +293,8 @@ void runEval(EvalOptions o) {
                        {"omega_max_per_ps", "largest angular frequency of the mass-weighted Hessian of the energy (kJ/mol), 1/ps; "
                                             "velocity Verlet is stable for omega dt < 2, its energy error grows like (omega dt)^2"},
                        {"period_min_fs", "2 pi / omega_max, fs"},
+                       {"sub_step_roughness", "max over 65 points of |U - the Hermite cubic of U and dU/ds at both ends| along a straight "
+                                              "step x -> x + v dt (Maxwell-Boltzmann v), kJ/mol"},
                        {"at", "index of the frame (stiffest_mode) or sample (stiffest_mode_samples) where omega_max was found"}};
 
     std::cout << std::setprecision(5) << "eval " << o.model << "\n  dataset (" << frames << " frames): NLL "
@@ -275,6 +325,16 @@ void runEval(EvalOptions o) {
                   << " fs (" << ff["omega_dt"].get<double>() << "; atoms " << ff["atoms"].get<std::string>() << "): "
                   << ratio << "x as fast, Verlet's energy error ~ (omega dt)^2 " << ratio * ratio << "x the force field's"
                   << (wdt >= 2 ? " (UNSTABLE at this step)" : ratio > 1.15 ? " (stiffer than the force field)" : " (as the force field)")
+                  << std::setprecision(5) << "\n";
+    }
+    if (report.contains("sub_step_roughness")) {
+        const auto& r = report["sub_step_roughness"];
+        const double fm = r["flow"]["median_kj_mol"].get<double>(), cm = r["force_field"]["median_kj_mol"].get<double>();
+        std::cout << std::setprecision(3) << "  sub-step roughness (" << r["frames"].get<size_t>() << " random " << o.timestepFs
+                  << " fs steps): the energy departs from the cubic of the step's ends by " << fm << " kJ/mol (median; max "
+                  << r["flow"]["max_kj_mol"].get<double>() << ") for the flow, " << cm << " (max "
+                  << r["force_field"]["max_kj_mol"].get<double>() << ") for the force field"
+                  << " (" << fm / std::max(cm, 1e-300) << "x" << (fm > 10 * cm ? ": structure narrower than a step" : "") << ")"
                   << std::setprecision(5) << "\n";
     }
     if (report.contains("samples")) {

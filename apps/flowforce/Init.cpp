@@ -14,7 +14,7 @@ namespace {
 
 struct InitOptions {
     MoleculeOptions molecule;
-    std::string transform = "smooth", out = "model.flow", json;
+    std::string transform = "smooth", out = "model.flow", json, activation = "sin";
     bool inverse = false;
     uint64_t seed = 1;
     double temperature = 300.0;
@@ -22,7 +22,9 @@ struct InitOptions {
 
 void runInit(const InitOptions& o) {
     if (!(o.temperature > 0)) throw Error("--temperature must be positive (K)");
-    auto m = buildMolecularModel(o.molecule, o.transform, o.inverse, o.seed, o.temperature);
+    ModelChoice c;
+    c.transform = o.transform, c.inverse = o.inverse, c.activation = o.activation, c.seed = o.seed, c.temperature = o.temperature;
+    auto m = buildMolecularModel(o.molecule, c);
     saveFlow(*m.flow, o.out, m.info);
     const int64_t params = m.flow->parameterCount();
     std::cout << "untrained " << o.transform << " flow (" << (o.inverse ? "inverse" : "forward")
@@ -40,6 +42,9 @@ void registerInit(CLI::App& app) {
     addMoleculeOptions(*init, io->molecule);
     init->add_option("--transform", io->transform, "smooth (8 bump components) or spline (8 bins)")
         ->check(CLI::IsMember({"smooth", "spline"}))
+        ->capture_default_str();
+    init->add_option("--activation", io->activation, "conditioner activation (the paper's: sin)")
+        ->check(CLI::IsMember({"sin", "silu", "tanh"}))
         ->capture_default_str();
     init->add_flag("--inverse", io->inverse, "smooth transforms in the inverse direction (density by root finding)");
     init->add_option("--temperature", io->temperature, "temperature stored in the model (K)")->capture_default_str();

@@ -89,12 +89,13 @@ struct ReplicaRun {
     std::vector<double> t, etot, epot;  // ps, kJ/mol
     std::string dcdPath;
     int dcdFrames = 0;
-    // NVE: the largest change of the total energy between samples, where it began, and the stiffest
-    // vibration of the potential there (omega 0: not computed)
+    // NVE: the largest change of the total energy between samples, the configurations before and after
+    // it, and the stiffest vibration of the potential at either (omega 0: not computed)
     double maxStepChange = -1;
     long maxStepAt = -1;
-    std::vector<OpenMM::Vec3> xBeforeMaxStep;
+    std::vector<OpenMM::Vec3> xBeforeMaxStep, xAfterMaxStep;
     StiffestMode stiffestAtMaxStep;
+    double offCubic = -1;  // max |U - Hermite cubic of the end energies and forces| along the straight step, kJ/mol
 
     bool blewUpInEquilibration(long equilibrationSteps) const { return exploded && equilibrated < equilibrationSteps; }
     long allSteps() const { return equilibrated + stepsDone; }
@@ -335,7 +336,8 @@ void produce(const MDOptions& o, Engine& engine, ReplicaRun& run, LangevinSeries
             }
             run.t.push_back(s.getTime()), run.etot.push_back(e), run.epot.push_back(s.getPotentialEnergy());
             if (o.nve() && std::abs(e - ePrevious) > run.maxStepChange)
-                run.maxStepChange = std::abs(e - ePrevious), run.maxStepAt = stepPrevious, run.xBeforeMaxStep = previous;
+                run.maxStepChange = std::abs(e - ePrevious), run.maxStepAt = stepPrevious, run.xBeforeMaxStep = previous,
+                run.xAfterMaxStep = s.getPositions();
             if (o.nve()) previous = s.getPositions(), ePrevious = e, stepPrevious = run.stepsDone;
             if (o.nve() && std::abs(e - run.e0) > o.explosionKJ)
                 run.exploded = true, run.reason = "|E - E0| > " + fmt(o.explosionKJ) + " kJ/mol", run.explodedAt = run.stepsDone;
@@ -360,27 +362,46 @@ ReplicaRun runReplica(const MDOptions& o, Engine& engine, double temperature, co
     equilibrate(o, engine, temperature, x0, run);
     if (!run.exploded) produce(o, engine, run, series);
     if (engine.probe && !run.xBeforeMaxStep.empty()) {
-        // the stiffest vibration of the potential where the largest energy change began (forces by the probe context)
+        // the stiffest vibration of the potential where the largest energy change began or ended (forces by the probe context)
         OpenMM::Context& probe = *engine.probe;
         const OpenMM::System& system = probe.getSystem();
         const int n = system.getNumParticles();
-        std::vector<double> masses, x;
+        std::vector<double> masses;
         for (int i = 0; i < n; ++i) masses.push_back(system.getParticleMass(i));
-        for (const auto& v : run.xBeforeMaxStep) x.insert(x.end(), {v[0], v[1], v[2]});
-        auto gradient = [&](int64_t k, const double* xs, double* gs) {
+        auto energy = [&](int64_t k, const double* xs, double* us, double* gs) {
             std::vector<OpenMM::Vec3> pos(static_cast<size_t>(n));
             for (int64_t c = 0; c < k; ++c) {
                 for (int i = 0; i < n; ++i) pos[static_cast<size_t>(i)] = {xs[c * 3 * n + 3 * i], xs[c * 3 * n + 3 * i + 1], xs[c * 3 * n + 3 * i + 2]};
                 probe.setPositions(pos);
-                const auto f = probe.getState(OpenMM::State::Forces).getForces();
+                const OpenMM::State st = probe.getState(OpenMM::State::Energy | OpenMM::State::Forces);
+                us[c] = st.getPotentialEnergy();
                 for (int i = 0; i < n; ++i)
-                    for (int d = 0; d < 3; ++d) gs[c * 3 * n + 3 * i + d] = -f[static_cast<size_t>(i)][d];
+                    for (int d = 0; d < 3; ++d) gs[c * 3 * n + 3 * i + d] = -st.getForces()[static_cast<size_t>(i)][d];
             }
         };
+        auto gradient = [&](int64_t k, const double* xs, double* gs) {
+            std::vector<double> us(static_cast<size_t>(k));
+            energy(k, xs, us.data(), gs);
+        };
+        for (const auto* positions : {&run.xBeforeMaxStep, &run.xAfterMaxStep}) {  // the stiffer of both ends
+            std::vector<double> x;
+            for (const auto& v : *positions) x.insert(x.end(), {v[0], v[1], v[2]});
+            try {
+                const StiffestMode mode = stiffestMode(gradient, x.data(), masses);
+                if (mode.omega > run.stiffestAtMaxStep.omega) run.stiffestAtMaxStep = mode;
+            } catch (const std::exception&) {
+                // outside the support or not finite nearby: that end is not reported
+            }
+        }
+        // the potential along the straight segment between both ends against the cubic that their energies and
+        // forces determine: a large difference is structure narrower than the step (a spike the ends do not see)
+        std::vector<double> a, b;
+        for (const auto& v : run.xBeforeMaxStep) a.insert(a.end(), {v[0], v[1], v[2]});
+        for (const auto& v : run.xAfterMaxStep) b.insert(b.end(), {v[0], v[1], v[2]});
         try {
-            run.stiffestAtMaxStep = stiffestMode(gradient, x.data(), masses);
+            run.offCubic = offCubicAlongSegment(energy, a.data(), b.data(), 3 * n);
         } catch (const std::exception&) {
-            run.stiffestAtMaxStep = StiffestMode{};  // outside the support or not finite nearby: not reported
+            // a point of the segment outside the support: not reported
         }
     }
     return run;
@@ -465,6 +486,7 @@ nlohmann::json replicaReport(const MDOptions& o, const ReplicaRun& run, int ndof
                                                    {"period_fs", sm.periodFs},
                                                    {"omega_dt", sm.omega * o.dtFs * 1e-3},
                                                    {"atoms", sm.atoms()}};
+    if (run.offCubic >= 0) rep["potential_off_cubic_along_max_step_change_kj_mol"] = run.offCubic;
     if (!run.xBeforeMaxStep.empty()) {  // where the largest change began, to replay or analyse it
         nlohmann::json x = nlohmann::json::array();
         for (const auto& v : run.xBeforeMaxStep) x.push_back({v[0], v[1], v[2]});
@@ -480,7 +502,8 @@ nlohmann::json replicaReport(const MDOptions& o, const ReplicaRun& run, int ndof
         std::cerr << name << "E std/DOF = " << fmt(c.stdPerDof, 3, true) << " kJ/mol, max step change = "
                   << fmt(c.maxStepChange, 3, true) << " kJ/mol"
                   << (sm.omega > 0 ? " (at step " + std::to_string(run.maxStepAt) + ", stiffest mode " + fmt(sm.periodFs, 3) +
-                                         " fs, omega dt " + fmt(sm.omega * o.dtFs * 1e-3, 3) + ", atoms " + sm.atoms() + ")"
+                                         " fs, omega dt " + fmt(sm.omega * o.dtFs * 1e-3, 3) + ", atoms " + sm.atoms() +
+                                         (run.offCubic >= 0 ? "; U off the step's cubic by " + fmt(run.offCubic, 3) + " kJ/mol" : "") + ")"
                                    : std::string())
                   << ", drift = " << fmt(c.drift, 3, true) << " kJ/mol/ps, " << fmt(run.msPerStep(), 3) << " ms/step\n";
     return rep;

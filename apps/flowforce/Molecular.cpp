@@ -42,38 +42,45 @@ std::string moleculePDB(const MoleculeOptions& m) {
     }
 }
 
-MolecularModel buildMolecularModel(const MoleculeOptions& molecule, const std::string& transform, bool inverse,
-                                   uint64_t seed, double temperature, const torch::Tensor& rangeFrames,
-                                   double rangeMargin) {
+MolecularModel buildMolecularModel(const MoleculeOptions& molecule, const ModelChoice& c) {
     const ZMatrix z = moleculeZMatrix(molecule);
     const auto pdb = md::readPDB(moleculePDB(molecule));
     if (pdb.numAtoms() != static_cast<size_t>(z.numAtoms()))
         throw Error("the PDB has " + std::to_string(pdb.numAtoms()) + " atoms but the z-matrix covers " +
                     std::to_string(z.numAtoms()));
-    nlohmann::json t = transform == "smooth" ? nlohmann::json{{"type", "smooth"}, {"components", 8}}
-                                             : nlohmann::json{{"type", "spline"}, {"bins", 8}};
-    auto arch = boltzmannGeneratorArchitecture(z, t, {64, 64}, Activation::Sin, inverse && transform == "smooth");
-    if (rangeFrames.defined()) {
+    if (c.transform != "smooth" && c.transform != "spline") throw Error("the transform must be smooth or spline");
+    Activation activation;
+    try {
+        activation = activationFromName(c.activation);
+    } catch (const std::exception& e) {
+        throw Error(e.what());
+    }
+    nlohmann::json t = c.transform == "smooth" ? nlohmann::json{{"type", "smooth"}, {"components", 8}}
+                                               : nlohmann::json{{"type", "spline"}, {"bins", 8}};
+    auto arch = boltzmannGeneratorArchitecture(z, t, {64, 64}, activation, c.inverse && c.transform == "smooth");
+    const bool fitted = c.rangeFrames.defined();
+    if (fitted) {
         try {
-            arch["embedding"] = fitDataRanges(EmbeddingSpec::fromJson(arch["embedding"]), rangeFrames, rangeMargin).toJson();
+            arch["embedding"] = fitDataRanges(EmbeddingSpec::fromJson(arch["embedding"]), c.rangeFrames, c.rangeMargin).toJson();
         } catch (const std::exception& e) {
             throw Error(e.what());
         }
     }
-    torch::manual_seed(seed);
+    torch::manual_seed(c.seed);
     MolecularModel m;
     m.flow = std::make_shared<Flow>(arch);
     m.flow->to(torch::kFloat64);
-    m.info = {{"temperature_K", temperature},
+    m.info = {{"temperature_K", c.temperature},
               {"molecule", molecule.pdb.empty() ? "alanine dipeptide (built in)" : molecule.pdb},
               {"atoms", z.numAtoms()},
-              {"transform", transform},
-              {"inverse", inverse},
-              {"seed", seed},
-              {"ic_ranges", rangeFrames.defined() ? "data" : "paper"}};
-    if (rangeFrames.defined()) {
-        m.info["ic_range_margin"] = rangeMargin;
-        m.info["ic_range_frames"] = rangeFrames.size(0);
+              {"transform", c.transform},
+              {"inverse", c.inverse},
+              {"activation", c.activation},
+              {"seed", c.seed},
+              {"ic_ranges", fitted ? "data" : "paper"}};
+    if (fitted) {
+        m.info["ic_range_margin"] = c.rangeMargin;
+        m.info["ic_range_frames"] = c.rangeFrames.size(0);
     }
     return m;
 }

@@ -29,14 +29,22 @@ struct MolecularModel {
     nlohmann::json info;
 };
 
-/** The Boltzmann-generator architecture of the seed paper (SI-2.4) for a molecule, untrained and
- *  seeded: "smooth" (8 bump components) or "spline" (8 bins) transforms, conditioners 64-64 sin;
- *  with inverse the smooth transforms act in the inverse direction (density by root finding). With
- *  rangeFrames [B, 3n] (nm) defined, every bond and angle gets its own range fitted to those frames with
- *  rangeMargin (fitDataRanges, InternalCoordinates.h); otherwise the paper's fixed ranges. */
-MolecularModel buildMolecularModel(const MoleculeOptions& molecule, const std::string& transform, bool inverse,
-                                   uint64_t seed, double temperature = 300.0, const torch::Tensor& rangeFrames = {},
-                                   double rangeMargin = 0.5);
+/** What a new Boltzmann generator is made of (the seed paper's SI-2.4 layout in every case). */
+struct ModelChoice {
+    std::string transform = "smooth";  ///< "smooth" (8 bump components) or "spline" (8 bins)
+    bool inverse = false;              ///< smooth transforms in the inverse direction (density by root finding)
+    std::string activation = "sin";    ///< conditioner activation: sin (the paper's), silu or tanh (smooth ones)
+    uint64_t seed = 1;
+    double temperature = 300.0;  ///< K, stored in the model
+    /** Frames [B, 3n] (nm): when defined, every bond and angle gets its own range fitted to them with
+     *  rangeMargin (fitDataRanges, InternalCoordinates.h); otherwise the paper's fixed ranges. */
+    torch::Tensor rangeFrames;
+    double rangeMargin = 0.5;
+};
+
+/** The Boltzmann-generator architecture of the seed paper (SI-2.4) for a molecule, untrained and seeded,
+ *  conditioners 64-64. */
+MolecularModel buildMolecularModel(const MoleculeOptions& molecule, const ModelChoice& choice);
 
 /** A dataset as float64 tensors: positions [frames, 3n] nm, forces [frames, 3n] kJ/mol/nm (undefined
  *  if the file has none), energies [frames] kJ/mol (undefined if none). */

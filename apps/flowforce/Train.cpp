@@ -28,7 +28,7 @@ namespace {
 struct TrainOptions {
     MoleculeOptions molecule;
     std::string data, model, out = "model.flow", json, checkpoint;
-    std::string transform = "smooth", icRanges = "paper";
+    std::string transform = "smooth", icRanges = "paper", activation = "sin";
     double icMargin = 0.5;
     bool inverse = false, resume = false, restart = false;
     int64_t epochs = 10, batch = 128, kldBatch = 0, maxFrames = 0, valMaxFrames = 2000, kldValSamples = 512;
@@ -190,6 +190,13 @@ void checkOptions(TrainOptions& o) {
     if (o.icRanges == "data" && !o.model.empty()) throw Error("--ic-ranges data fits a new model's ranges; --model brings its own");
 }
 
+/** The new model's make-up from the options. */
+ModelChoice modelChoice(const TrainOptions& o) {
+    ModelChoice c;
+    c.transform = o.transform, c.inverse = o.inverse, c.activation = o.activation, c.seed = o.seed;
+    return c;
+}
+
 void runTrain(TrainOptions o) {
     setThreads(o.threads);
     checkOptions(o);
@@ -209,7 +216,7 @@ void runTrain(TrainOptions o) {
             throw Error(e.what());
         }
     } else {
-        auto m = buildMolecularModel(o.molecule, o.transform, o.inverse, o.seed);
+        auto m = buildMolecularModel(o.molecule, modelChoice(o));
         flow = m.flow;
         info = m.info;
     }
@@ -234,7 +241,9 @@ void runTrain(TrainOptions o) {
     }
     if (o.wFm > 0 && !fTrain.defined()) throw Error(o.data + ": force matching (--w-fm) needs forces in the dataset");
     if (o.model.empty() && o.icRanges == "data") {  // the same untrained weights, with ranges fitted to the training frames
-        auto m = buildMolecularModel(o.molecule, o.transform, o.inverse, o.seed, o.temperature, xTrain, o.icMargin);
+        ModelChoice c = modelChoice(o);
+        c.temperature = o.temperature, c.rangeFrames = xTrain, c.rangeMargin = o.icMargin;
+        auto m = buildMolecularModel(o.molecule, c);
         flow = m.flow;
         info = m.info;
         info["temperature_K"] = o.temperature;
@@ -387,6 +396,9 @@ void registerTrain(CLI::App& app) {
     cmd->add_option("--model", o->model, "start from this model file instead of a new one");
     cmd->add_option("--transform", o->transform, "new model's transform")->check(CLI::IsMember({"smooth", "spline"}))->capture_default_str();
     cmd->add_flag("--inverse", o->inverse, "new model with the smooth transforms in the inverse direction (density by root finding)");
+    cmd->add_option("--activation", o->activation, "new model's conditioner activation (the paper's: sin)")
+        ->check(CLI::IsMember({"sin", "silu", "tanh"}))
+        ->capture_default_str();
     cmd->add_option("--ic-ranges", o->icRanges,
                     "new model's bond and angle ranges: paper (fixed [0.05, 0.3] nm and [0.15 pi, pi] rad) or data "
                     "(per coordinate, fitted to the training frames)")

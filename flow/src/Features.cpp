@@ -200,4 +200,30 @@ StiffestMode stiffestMode(const std::function<void(int64_t, const double*, doubl
     return mode;
 }
 
+double offCubicAlongSegment(const PotentialFunction& energy, const double* a, const double* b, int64_t dim, int points) {
+    if (points < 2 || dim < 1) throw std::invalid_argument("off-cubic: need at least 2 points and 1 dimension");
+    const auto k = static_cast<int64_t>(points) + 1;
+    std::vector<double> xs(static_cast<size_t>(k * dim)), us(static_cast<size_t>(k)), gs(static_cast<size_t>(k * dim));
+    for (int64_t p = 0; p < k; ++p) {
+        const double t = static_cast<double>(p) / points;
+        for (int64_t i = 0; i < dim; ++i) xs[static_cast<size_t>(p * dim + i)] = (1 - t) * a[i] + t * b[i];
+    }
+    energy(k, xs.data(), us.data(), gs.data());
+    for (double u : us)
+        if (!std::isfinite(u)) throw std::invalid_argument("off-cubic: the potential is not finite along the segment");
+    double s0 = 0, s1 = 0;  // dU/ds at both ends
+    for (int64_t i = 0; i < dim; ++i) {
+        s0 += gs[static_cast<size_t>(i)] * (b[i] - a[i]);
+        s1 += gs[static_cast<size_t>((k - 1) * dim + i)] * (b[i] - a[i]);
+    }
+    if (!std::isfinite(s0) || !std::isfinite(s1)) throw std::invalid_argument("off-cubic: the gradient is not finite at the ends of the segment");
+    double off = 0;
+    for (int64_t p = 0; p < k; ++p) {
+        const double t = static_cast<double>(p) / points, t2 = t * t, t3 = t2 * t;
+        const double cubic = (2 * t3 - 3 * t2 + 1) * us.front() + (t3 - 2 * t2 + t) * s0 + (-2 * t3 + 3 * t2) * us.back() + (t3 - t2) * s1;
+        off = std::max(off, std::abs(us[static_cast<size_t>(p)] - cubic));
+    }
+    return off;
+}
+
 }  // namespace flowforce

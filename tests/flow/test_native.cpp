@@ -447,3 +447,30 @@ TEST(Diagnostics, StiffestModeFindsTheStifferOfTwoSpringsAndNothingInAFlatPotent
     broken.r0[0] = NAN;
     EXPECT_THROW(stiffestMode(broken, x.data(), m), std::invalid_argument);
 }
+
+TEST(Diagnostics, OffCubicSeesStructureNarrowerThanTheStepAndNothingInACubic) {
+    // U(x) = c3 x0^3 + c1 x1 (a cubic along any straight segment): the Hermite cubic of the ends is exact
+    auto cubic = [](int64_t k, const double* xs, double* us, double* gs) {
+        for (int64_t c = 0; c < k; ++c) {
+            const double* x = xs + 2 * c;
+            us[c] = 40 * x[0] * x[0] * x[0] + 3 * x[1];
+            gs[2 * c] = 120 * x[0] * x[0], gs[2 * c + 1] = 3;
+        }
+    };
+    const double a[2] = {0.1, -0.2}, b[2] = {0.104, -0.197};
+    EXPECT_LT(offCubicAlongSegment(cubic, a, b, 2), 1e-12);
+    // a Gaussian spike of height 2 kJ/mol and width 1e-4 nm half-way along a 5e-3 nm step: flat at both ends
+    auto spike = [&](int64_t k, const double* xs, double* us, double* gs) {
+        for (int64_t c = 0; c < k; ++c) {
+            const double d = xs[2 * c] - 0.102, w = 1e-4;
+            us[c] = 2.0 * std::exp(-0.5 * d * d / (w * w));
+            gs[2 * c] = -us[c] * d / (w * w), gs[2 * c + 1] = 0;
+        }
+    };
+    EXPECT_NEAR(offCubicAlongSegment(spike, a, b, 2, 64), 2.0, 1e-9);  // the point s = 1/2 sits on the peak
+    auto notFinite = [](int64_t k, const double*, double* us, double* gs) {
+        for (int64_t c = 0; c < k; ++c) us[c] = NAN, gs[2 * c] = gs[2 * c + 1] = 0;
+    };
+    EXPECT_THROW(offCubicAlongSegment(notFinite, a, b, 2), std::invalid_argument);
+    EXPECT_THROW(offCubicAlongSegment(cubic, a, b, 2, 1), std::invalid_argument);
+}

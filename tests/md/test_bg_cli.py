@@ -43,6 +43,17 @@ def test_bg_init_parameter_counts(work):
     assert counts["smooth"] > counts["spline"]
 
 
+def test_bg_init_activation(work):
+    js = os.path.join(work, "init-silu.json")
+    out = os.path.join(work, "init-silu.flow")
+    run("init", "--activation", "silu", "--out", out, "--json", js)
+    arch = json.loads(model_header(out)["__metadata__"]["architecture"])
+    assert {layer["conditioner"]["activation"] for layer in arch["layers"]} == {"silu"}
+    assert json.load(open(js))["parameters"] == 758168  # the same layout, another activation
+    p = run("init", "--activation", "relu", "--out", out, check=False)  # not smooth: refused by the option parser
+    assert p.returncode != 0 and "relu not in" in p.stderr
+
+
 def test_bg_init_is_seeded(work):
     a, b, c = (os.path.join(work, f"seed-{i}.flow") for i in range(3))
     run("init", "--seed", 4, "--out", a)
@@ -112,6 +123,11 @@ def test_bg_eval_metrics_are_consistent(work, dataset, trained):
     ss = ev["stiffest_mode_samples"]
     assert 1 <= ss["frames"] <= 20
     assert ss["force_field_on_data"] == ff and ss["flow"]["omega_max_per_ps"] > 0
+    # sub-step roughness along random thermal steps: the force field is a cubic to ~1e-5 kJ/mol over one step
+    rough = ev["sub_step_roughness"]
+    assert rough["frames"] == 20 and rough["timestep_fs"] == 1.0
+    assert 0 < rough["force_field"]["median_kj_mol"] <= rough["force_field"]["max_kj_mol"] < 0.01
+    assert 0 < rough["flow"]["median_kj_mol"] <= rough["flow"]["max_kj_mol"]
 
 
 def model_header(path):

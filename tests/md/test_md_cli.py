@@ -267,6 +267,8 @@ def test_md_classical_nve_energy_bounded(tmp, small_dataset):
         assert 9.0 < sm["period_fs"] < 12.0, sm
         assert sm["omega_dt"] == pytest.approx(sm["omega_per_ps"] * 1e-3, rel=1e-9)
         assert sm["period_fs"] == pytest.approx(2 * math.pi / sm["omega_per_ps"] * 1e3, rel=1e-9)
+        # along that step the force field is the cubic its end energies and forces give (no sub-step structure)
+        assert 0 <= r["potential_off_cubic_along_max_step_change_kj_mol"] < 0.01
     per = rep["per_replica"]
     stds = sorted(r["total_energy_std_per_dof_kj_mol"] for r in per)
     jumps = sorted(r["total_energy_max_step_change_kj_mol"] for r in per)

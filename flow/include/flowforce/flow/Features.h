@@ -57,6 +57,19 @@ struct FLOWFORCE_FLOW_EXPORT StiffestMode {
 FLOWFORCE_FLOW_EXPORT StiffestMode stiffestMode(const std::function<void(int64_t, const double*, double*)>& gradient,
                                                const double* x, const std::vector<double>& masses, double h = 1e-5);
 
+/** A potential as the tools see it: energy(k, xs, us, gs) fills us [k] with U (kJ/mol) and gs [k, 3n] with
+ *  dU/dx (kJ/mol/nm) at the k configurations xs [k, 3n] (nm). */
+using PotentialFunction = std::function<void(int64_t, const double*, double*, double*)>;
+
+/**
+ * How far a potential departs, along the straight segment from a to b ([dim], nm; an MD step), from the cubic
+ * that its energies and slopes at both ends determine (Hermite): max |U(s) - H(s)| in kJ/mol over points + 1
+ * evenly spaced s in [0, 1]. A smooth potential resolved by the step gives a tiny figure (a force field at
+ * 1 fs: ~1e-5 kJ/mol); structure narrower than the step, which velocity Verlet cannot see, gives a large one.
+ */
+FLOWFORCE_FLOW_EXPORT double offCubicAlongSegment(const PotentialFunction& energy, const double* a, const double* b, int64_t dim,
+                                                  int points = 64);
+
 /** Full width at half height of the bump density sigma'(t) of a smooth mixture component with sharpness s
  *  (exponential ramp, beta 1 or 2) or monomial order s, in units of the component's support (1/a wide). */
 FLOWFORCE_FLOW_EXPORT double bumpHalfWidth(double s, RampType ramp, int beta);
