@@ -66,6 +66,14 @@ nf = ev.get("narrowest_feature", {})
 if nf.get("found"):
     print(f"           narrowest feature {nf['width_at_half_height']:.4g} {nf['unit']} ({nf['coordinate']}), "
           f"{nf['width_over_step']:.3g}x one 1 fs step's rms displacement")
+st = ev.get("stiffest_mode")
+if st:
+    print(f"           stiffest vibration {st['flow']['period_min_fs']:.3g} fs (force field {st['force_field_on_data']['period_min_fs']:.3g} fs), "
+          f"omega dt {st['flow']['omega_dt']:.3g} at 1 fs: Verlet's energy error ~ {st['omega_max_ratio'] ** 2:.3g}x the force field's")
+ro = ev.get("sub_step_roughness")
+if ro:
+    print(f"           sub-step roughness {ro['flow']['median_kj_mol']:.2g} kJ/mol (force field {ro['force_field']['median_kj_mol']:.2g}): "
+          f"the energy off the cubic of a random 1 fs step's ends, median")
 print(f"           NLL {get(ev, 'dataset', 'nll_nats'):.2f} nats, force RMSE "
       f"{get(ev, 'dataset', 'force_rmse_kJ_per_mol_nm'):.1f} kJ/mol/nm (RMS force "
       f"{get(ev, 'dataset', 'force_rms_reference_kJ_per_mol_nm'):.1f}), ESS/N {get(ev, 'samples', 'ess_fraction'):.3f}")
@@ -89,4 +97,12 @@ checks = [("median std/DOF <= 1.3x classical median", get(flow, "total_energy_st
           ("no replica exploded", flow["replicas_exploded"] == 0)]
 for text, ok in checks:
     print(f"           {'PASS' if ok else 'FAIL'}  {text}")
+# where the worst replica's largest one-step change happened: the stiffest mode there and the sub-step structure
+worst = max((r for r in flow["per_replica"] if r.get("total_energy_max_step_change_kj_mol") is not None),
+            key=lambda r: r["total_energy_max_step_change_kj_mol"], default=None)
+if worst and "stiffest_mode_at_max_step_change" in worst:
+    sm = worst["stiffest_mode_at_max_step_change"]
+    print(f"           largest step change {worst['total_energy_max_step_change_kj_mol']:.3g} kJ/mol (replica {worst['replica'] + 1}, "
+          f"step {sm['step']}): stiffest mode there {sm['period_fs']:.3g} fs (omega dt {sm['omega_dt']:.3g}; atoms {sm['atoms']}), "
+          f"energy off the step's cubic by {worst.get('potential_off_cubic_along_max_step_change_kj_mol', float('nan')):.2g} kJ/mol")
 EOF
