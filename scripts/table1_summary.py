@@ -42,6 +42,8 @@ def main():
         ("reverse KL + const [k_B T]", ("samples", "kld_plus_const"), "{:.1f}"),
         ("ESS / N (Kish, 2000 samples)", ("samples", "ess_fraction"), "{:.4f}"),
         ("log Z [k_B T]", ("samples", "log_partition_function"), "{:.1f}"),
+        ("stiffest mode on flow samples, omega dt at 1 fs (force field ~0.62)", ("stiffest_mode_samples", "flow", "omega_dt"), "{:.3f}"),
+        ("sub-step roughness, median [kJ/mol] (force field ~4e-5)", ("sub_step_roughness", "flow", "median_kj_mol"), "{:.2g}"),
     ]
     print("| metric (test trajectory) | " + " | ".join(c for c, _ in columns) + " |")
     print("|---|" + "---|" * len(columns))
