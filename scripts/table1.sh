@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Table 1 of the seed paper on our own data, as mean +- std over training seeds, plus NVE energy
-# conservation of the smooth flows (docs/RESULTS.md quotes its output). Long: about 5 to 7 hours on two
+# conservation of the smooth flows (docs/RESULTS.md quotes its output). Long: 1.5 hours with THREADS=1 on two
 # cores. Resumable: every step skips what is complete (data and train continue from their checkpoints),
 # so rerun the same command after an interruption.
 #
