@@ -42,6 +42,11 @@ std::pair<std::vector<double>, std::vector<double>> ramachandran(const torch::Te
             std::vector<double>(psi.data_ptr<double>(), psi.data_ptr<double>() + psi.numel())};
 }
 
+/** Index of the i-th of m frames spread evenly over n (first and last included). */
+int64_t spreadFrame(int64_t i, int64_t m, int64_t n) {
+    return m == 1 ? 0 : static_cast<int64_t>(std::llround(static_cast<double>(i) * static_cast<double>(n - 1) / static_cast<double>(m - 1)));
+}
+
 std::vector<double> toVector(const torch::Tensor& t) {
     auto c = t.detach().reshape(-1).contiguous().to(torch::kFloat64);
     return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
@@ -131,14 +136,15 @@ void runEval(EvalOptions o) {
     }
 
     // --- the stiffest vibration of the flow and of the force field on (a spread of) the data ---
-    auto flowGradient = [&](int64_t k, const double* xs, double* gs) {  // kJ/mol/nm
-        std::vector<double> us(static_cast<size_t>(k));
-        evaluator.evaluate(k, xs, us.data(), gs);
+    const PotentialFunction flowEnergy = [&](int64_t k, const double* xs, double* us, double* gs) {  // kJ/mol, kJ/mol/nm
+        evaluator.evaluate(k, xs, us, gs);
+        for (int64_t i = 0; i < k; ++i) us[i] *= kT;
         for (int64_t i = 0; i < k * D; ++i) gs[i] *= kT;
     };
-    auto fieldGradient = [&](int64_t k, const double* xs, double* gs) {
-        auto x = torch::from_blob(const_cast<double*>(xs), {k, D}, torch::kFloat64).clone();
-        auto g = (-target->forces(x) * kT).contiguous();
+    const PotentialFunction fieldEnergy = [&](int64_t k, const double* xs, double* us, double* gs) {
+        auto [u, g] = target->energiesAndGradients(torch::from_blob(const_cast<double*>(xs), {k, D}, torch::kFloat64));
+        u = (u * kT).contiguous(), g = (g * kT).contiguous();
+        std::copy(u.data_ptr<double>(), u.data_ptr<double>() + k, us);
         std::copy(g.data_ptr<double>(), g.data_ptr<double>() + k * D, gs);
     };
     // the stiffest mode of the flow (and, with withField, of the force field) over m configurations spread
@@ -153,14 +159,11 @@ void runEval(EvalOptions o) {
         std::vector<int64_t> at(2, -1);
         Progress sp("stiffest mode (" + what + ")", m);
         for (int64_t i = 0; i < m; ++i) {
-            const int64_t f = m == 1 ? 0 : static_cast<int64_t>(std::llround(static_cast<double>(i) * (N - 1) / (m - 1)));
+            const int64_t f = spreadFrame(i, m, N);
             for (size_t side = 0; side < (withField ? 2u : 1u); ++side) {
                 StiffestMode mode;
                 try {
-                    if (side == 0)
-                        mode = stiffestMode(flowGradient, xc.data_ptr<double>() + f * D, masses);
-                    else
-                        mode = stiffestMode(fieldGradient, xc.data_ptr<double>() + f * D, masses);
+                    mode = stiffestMode(side == 0 ? flowEnergy : fieldEnergy, xc.data_ptr<double>() + f * D, masses);
                 } catch (const std::exception& e) {
                     throw Error("stiffest mode at " + what + " " + std::to_string(f) + ": " + e.what());
                 }
@@ -191,23 +194,11 @@ void runEval(EvalOptions o) {
     //     from the cubic its end energies and forces determine (structure narrower than the step) ---
     if (o.stiffnessFrames > 0) {
         const int64_t m = std::min(frames, o.stiffnessFrames);
-        auto flowEnergy = [&](int64_t k, const double* xs, double* us, double* gs) {
-            evaluator.evaluate(k, xs, us, gs);
-            for (int64_t i = 0; i < k; ++i) us[i] *= kT;
-            for (int64_t i = 0; i < k * D; ++i) gs[i] *= kT;
-        };
-        auto fieldEnergy = [&](int64_t k, const double* xs, double* us, double* gs) {
-            auto x = torch::from_blob(const_cast<double*>(xs), {k, D}, torch::kFloat64).clone();
-            auto u = (target->energies(x) * kT).contiguous();
-            auto g = (-target->forces(x) * kT).contiguous();
-            std::copy(u.data_ptr<double>(), u.data_ptr<double>() + k, us);
-            std::copy(g.data_ptr<double>(), g.data_ptr<double>() + k * D, gs);
-        };
         auto gen = at::detail::createCPUGenerator(o.seed + 104729);
         std::vector<double> offFlow, offField;
         Progress rp("sub-step roughness", m);
         for (int64_t i = 0; i < m; ++i) {
-            const int64_t f = m == 1 ? 0 : static_cast<int64_t>(std::llround(static_cast<double>(i) * (frames - 1) / (m - 1)));
+            const int64_t f = spreadFrame(i, m, frames);
             const double* a = positions.data_ptr<double>() + f * D;
             // Maxwell-Boltzmann velocities (nm/ps) times one time step (ps)
             auto z = torch::randn({D}, gen, torch::kFloat64);
@@ -255,8 +246,8 @@ void runEval(EvalOptions o) {
         }
         sp.finish();
         auto x = torch::cat(xs), logp = torch::cat(lps);
-        auto uT = target->energies(x);
-        auto fT = target->forces(x);  // k_B T / nm
+        auto [uT, gT] = target->energiesAndGradients(x);
+        auto fT = -gT;  // k_B T / nm
         auto [uF, gF] = flow->energyAndGradient(x);
         const auto is = importanceEstimates(uT, logp);
         nlohmann::json sm{{"count", o.samples},

@@ -368,7 +368,7 @@ ReplicaRun runReplica(const MDOptions& o, Engine& engine, double temperature, co
         const int n = system.getNumParticles();
         std::vector<double> masses;
         for (int i = 0; i < n; ++i) masses.push_back(system.getParticleMass(i));
-        auto energy = [&](int64_t k, const double* xs, double* us, double* gs) {
+        const PotentialFunction energy = [&](int64_t k, const double* xs, double* us, double* gs) {
             std::vector<OpenMM::Vec3> pos(static_cast<size_t>(n));
             for (int64_t c = 0; c < k; ++c) {
                 for (int i = 0; i < n; ++i) pos[static_cast<size_t>(i)] = {xs[c * 3 * n + 3 * i], xs[c * 3 * n + 3 * i + 1], xs[c * 3 * n + 3 * i + 2]};
@@ -379,15 +379,15 @@ ReplicaRun runReplica(const MDOptions& o, Engine& engine, double temperature, co
                     for (int d = 0; d < 3; ++d) gs[c * 3 * n + 3 * i + d] = -st.getForces()[static_cast<size_t>(i)][d];
             }
         };
-        auto gradient = [&](int64_t k, const double* xs, double* gs) {
-            std::vector<double> us(static_cast<size_t>(k));
-            energy(k, xs, us.data(), gs);
-        };
-        for (const auto* positions : {&run.xBeforeMaxStep, &run.xAfterMaxStep}) {  // the stiffer of both ends
+        auto flat = [](const std::vector<OpenMM::Vec3>& positions) {
             std::vector<double> x;
-            for (const auto& v : *positions) x.insert(x.end(), {v[0], v[1], v[2]});
+            for (const auto& v : positions) x.insert(x.end(), {v[0], v[1], v[2]});
+            return x;
+        };
+        const std::vector<double> a = flat(run.xBeforeMaxStep), b = flat(run.xAfterMaxStep);
+        for (const auto* x : {&a, &b}) {  // the stiffer of both ends
             try {
-                const StiffestMode mode = stiffestMode(gradient, x.data(), masses);
+                const StiffestMode mode = stiffestMode(energy, x->data(), masses);
                 if (mode.omega > run.stiffestAtMaxStep.omega) run.stiffestAtMaxStep = mode;
             } catch (const std::exception&) {
                 // outside the support or not finite nearby: that end is not reported
@@ -395,9 +395,6 @@ ReplicaRun runReplica(const MDOptions& o, Engine& engine, double temperature, co
         }
         // the potential along the straight segment between both ends against the cubic that their energies and
         // forces determine: a large difference is structure narrower than the step (a spike the ends do not see)
-        std::vector<double> a, b;
-        for (const auto& v : run.xBeforeMaxStep) a.insert(a.end(), {v[0], v[1], v[2]});
-        for (const auto& v : run.xAfterMaxStep) b.insert(b.end(), {v[0], v[1], v[2]});
         try {
             run.offCubic = offCubicAlongSegment(energy, a.data(), b.data(), 3 * n);
         } catch (const std::exception&) {

@@ -155,6 +155,7 @@ public:
 
     torch::Tensor energies(const torch::Tensor& x) override { return compute(x).first; }
     torch::Tensor forces(const torch::Tensor& x) override { return -compute(x).second; }
+    std::pair<torch::Tensor, torch::Tensor> energiesAndGradients(const torch::Tensor& x) override { return compute(x); }
     torch::Tensor energiesWithGradient(const torch::Tensor& x) override;
 
 private:

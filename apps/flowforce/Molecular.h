@@ -64,6 +64,8 @@ public:
     virtual torch::Tensor energiesWithGradient(const torch::Tensor& x) = 0;
     /** Forces -du/dx [B, 3n] in k_B T per nm. */
     virtual torch::Tensor forces(const torch::Tensor& x) = 0;
+    /** u(x) [B] and du/dx [B, 3n] (1/nm) from one evaluation, without autograd. */
+    virtual std::pair<torch::Tensor, torch::Tensor> energiesAndGradients(const torch::Tensor& x) = 0;
 };
 std::unique_ptr<TargetEnergy> makeTargetEnergy(const MoleculeOptions& molecule, double temperature);
 

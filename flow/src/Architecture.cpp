@@ -335,6 +335,15 @@ LayerSpec parseLayer(const nlohmann::json& j, const std::vector<bool>& circular,
 // ---------------------------------------------------------------------------------------------
 // Embedding and flow
 
+namespace {
+/** Rows with a bond reference and rows with an angle reference: the numbers of bonds and angles. */
+std::pair<size_t, size_t> bondAndAngleCounts(const ZMatrix& z) {
+    size_t nb = 0, na = 0;
+    for (const auto& r : z.rows) nb += r[1] >= 0, na += r[2] >= 0;
+    return {nb, na};
+}
+}  // namespace
+
 EmbeddingSpec EmbeddingSpec::fromJson(const nlohmann::json& config) {
     const std::string where = "internal coordinates";
     if (!config.is_object() || getAs<std::string>(config, "type", "", where) != "internal_coordinates")
@@ -361,8 +370,7 @@ EmbeddingSpec EmbeddingSpec::fromJson(const nlohmann::json& config) {
     auto validAngle = [](const std::array<double, 2>& r) { return r[0] >= 0.0 && r[1] > r[0] && r[1] <= M_PI; };
     if (!validBond(e.bondRange)) throw bad(where + ": bond_range must be [lo, hi] nm with 0 <= lo < hi");
     if (!validAngle(e.angleRange)) throw bad(where + ": angle_range must be [lo, hi] rad with 0 <= lo < hi <= pi");
-    size_t nb = 0, na = 0;
-    for (const auto& r : e.zmatrix.rows) nb += r[1] >= 0, na += r[2] >= 0;
+    const auto [nb, na] = bondAndAngleCounts(e.zmatrix);
     auto ranges = [&](const char* key, size_t count, auto valid, const char* rule) {
         std::vector<std::array<double, 2>> out;
         if (!config.contains(key)) return out;
@@ -438,6 +446,14 @@ SupportViolation EmbeddingSpec::checkSupport(const double* x) const {
             ++angle;
         }
     return v;
+}
+
+std::vector<std::array<double, 2>> EmbeddingSpec::coordinateRanges() const {
+    const auto [nb, na] = bondAndAngleCounts(zmatrix);
+    std::vector<std::array<double, 2>> out;
+    for (size_t i = 0; i < nb; ++i) out.push_back(bondRangeOf(i));
+    for (size_t i = 0; i < na; ++i) out.push_back(angleRangeOf(i));
+    return out;
 }
 
 nlohmann::json EmbeddingSpec::toJson() const {

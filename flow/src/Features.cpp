@@ -167,20 +167,19 @@ std::string StiffestMode::atoms(double minimumShare) const {
     return out.str();
 }
 
-StiffestMode stiffestMode(const std::function<void(int64_t, const double*, double*)>& gradient, const double* x,
-                          const std::vector<double>& masses, double h) {
+StiffestMode stiffestMode(const PotentialFunction& energy, const double* x, const std::vector<double>& masses, double h) {
     const auto n = static_cast<int64_t>(masses.size()), D = 3 * n;
     if (n < 1) throw std::invalid_argument("stiffest mode: no atoms");
     for (double m : masses)
         if (!(m > 0 && std::isfinite(m))) throw std::invalid_argument("stiffest mode: masses must be positive");
     if (!(h > 0)) throw std::invalid_argument("stiffest mode: the difference step must be positive");
     // 2D displaced configurations: x + h e_i, then x - h e_i
-    std::vector<double> xs(static_cast<size_t>(2 * D * D)), gs(static_cast<size_t>(2 * D * D));
+    std::vector<double> xs(static_cast<size_t>(2 * D * D)), us(static_cast<size_t>(2 * D)), gs(static_cast<size_t>(2 * D * D));
     for (int64_t i = 0; i < 2 * D; ++i) {
         std::copy(x, x + D, xs.begin() + i * D);
         xs[static_cast<size_t>(i * D + i % D)] += i < D ? h : -h;
     }
-    gradient(2 * D, xs.data(), gs.data());
+    energy(2 * D, xs.data(), us.data(), gs.data());
     auto H = torch::empty({D, D}, torch::kFloat64);
     auto* hp = H.data_ptr<double>();
     for (int64_t i = 0; i < D; ++i)

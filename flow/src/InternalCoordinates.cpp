@@ -90,8 +90,7 @@ InternalCoordinateLayer::InternalCoordinateLayer(const EmbeddingSpec& spec)
     if (!spec_.angleRanges.empty() && static_cast<int64_t>(spec_.angleRanges.size()) != na)
         throw std::invalid_argument("internal coordinates: angle_ranges needs one range per angle");
     logDetConstant_ = -static_cast<double>(numTorsions()) * std::log(2.0 * M_PI);
-    for (int64_t i = 0; i < nb + na; ++i) {
-        const auto r = i < nb ? spec_.bondRangeOf(static_cast<size_t>(i)) : spec_.angleRangeOf(static_cast<size_t>(i - nb));
+    for (const auto& r : spec_.coordinateRanges()) {
         lower_.push_back(r[0]);
         width_.push_back(r[1] - r[0]);
         logDetConstant_ -= std::log(r[1] - r[0]);

@@ -387,21 +387,23 @@ TEST(Native, SupportCheckNamesTheCoordinate) {
 // The stiffest vibration of a potential (Features.h), the measure eval compares with the time step
 
 namespace {
-/** Harmonic bonds 0.5 k (r - r0)^2 between atom pairs, gradient in kJ/mol/nm. */
+/** Harmonic bonds 0.5 k (r - r0)^2 between atom pairs: energy in kJ/mol, gradient in kJ/mol/nm. */
 struct Springs {
     std::vector<std::array<int64_t, 2>> pairs;
     std::vector<double> k, r0;
     int64_t atoms;
-    void operator()(int64_t n, const double* xs, double* gs) const {
+    void operator()(int64_t n, const double* xs, double* us, double* gs) const {
         for (int64_t c = 0; c < n; ++c) {
             const double* x = xs + c * 3 * atoms;
             double* g = gs + c * 3 * atoms;
             std::fill(g, g + 3 * atoms, 0.0);
+            us[c] = 0;
             for (size_t s = 0; s < pairs.size(); ++s) {
                 const auto [a, b] = pairs[s];
                 double d[3], r = 0;
                 for (int i = 0; i < 3; ++i) d[i] = x[3 * a + i] - x[3 * b + i], r += d[i] * d[i];
                 r = std::sqrt(r);
+                us[c] += 0.5 * k[s] * (r - r0[s]) * (r - r0[s]);
                 for (int i = 0; i < 3; ++i) {
                     g[3 * a + i] += k[s] * (r - r0[s]) * d[i] / r;
                     g[3 * b + i] -= k[s] * (r - r0[s]) * d[i] / r;

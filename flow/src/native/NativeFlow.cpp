@@ -737,9 +737,7 @@ std::shared_ptr<const NativeFlow> NativeFlow::compile(const ModelFile& model, co
         e.wall = spec.embedding->wall;
         e.wallSharpness = spec.embedding->wallSharpness;
         e.logDetConstant = -static_cast<double>(e.nt) * std::log(2.0 * native::kPi);
-        for (int64_t i = 0; i < e.nb + e.na; ++i) {
-            const auto r = i < e.nb ? spec.embedding->bondRangeOf(static_cast<size_t>(i))
-                                    : spec.embedding->angleRangeOf(static_cast<size_t>(i - e.nb));
+        for (const auto& r : spec.embedding->coordinateRanges()) {
             e.lower.push_back(r[0]);
             e.width.push_back(r[1] - r[0]);
             e.logDetConstant -= std::log(r[1] - r[0]);

@@ -171,6 +171,8 @@ struct FLOWFORCE_FLOW_EXPORT EmbeddingSpec {
     /** The range of bond i (nm) and of angle i (rad), i in output order (0-based within the kind). */
     std::array<double, 2> bondRangeOf(size_t i) const { return bondRanges.empty() ? bondRange : bondRanges.at(i); }
     std::array<double, 2> angleRangeOf(size_t i) const { return angleRanges.empty() ? angleRange : angleRanges.at(i); }
+    /** The range of every bond, then of every angle (the output order of the internal coordinates). */
+    std::vector<std::array<double, 2>> coordinateRanges() const;
     static EmbeddingSpec fromJson(const nlohmann::json& config);
     nlohmann::json toJson() const;
     int64_t numAtoms() const { return zmatrix.numAtoms(); }

@@ -37,6 +37,10 @@ struct FLOWFORCE_FLOW_EXPORT FeatureReport {
 FLOWFORCE_FLOW_EXPORT FeatureReport narrowestFeature(Flow& flow, const torch::Tensor& x, const std::vector<double>& masses, double temperatureK,
                                double timestepPs, double significance = 0.1);
 
+/** A potential as the tools see it: energy(k, xs, us, gs) fills us [k] with U (kJ/mol) and gs [k, 3n] with
+ *  dU/dx (kJ/mol/nm) at the k configurations xs [k, 3n] (nm). */
+using PotentialFunction = std::function<void(int64_t, const double*, double*, double*)>;
+
 /** The stiffest vibration of a potential at one configuration: the largest eigenvalue omega^2 of the
  *  mass-weighted Hessian M^-1/2 H M^-1/2. Velocity Verlet with step dt is stable for omega dt < 2 and its
  *  energy error grows like (omega dt)^2, so this is what decides whether a potential can be integrated. */
@@ -49,17 +53,12 @@ struct FLOWFORCE_FLOW_EXPORT StiffestMode {
 };
 
 /**
- * The stiffest mode at configuration x [3n] (nm) of a potential given by its gradient: gradient(k, xs, gs)
- * fills gs [k, 3n] with dU/dx in kJ/mol/nm at the k configurations xs [k, 3n]. The Hessian comes from
- * central differences of the gradient with step h (nm), symmetrised; masses in Da (so omega^2 is in
- * kJ/mol/nm^2/Da = 1/ps^2). Throws std::invalid_argument on mismatched sizes or non-positive masses.
+ * The stiffest mode of a potential at configuration x [3n] (nm). The Hessian comes from central differences
+ * of the gradient with step h (nm), symmetrised; masses in Da (so omega^2 is in kJ/mol/nm^2/Da = 1/ps^2).
+ * Throws std::invalid_argument on non-positive masses or a gradient that is not finite around x.
  */
-FLOWFORCE_FLOW_EXPORT StiffestMode stiffestMode(const std::function<void(int64_t, const double*, double*)>& gradient,
-                                               const double* x, const std::vector<double>& masses, double h = 1e-5);
-
-/** A potential as the tools see it: energy(k, xs, us, gs) fills us [k] with U (kJ/mol) and gs [k, 3n] with
- *  dU/dx (kJ/mol/nm) at the k configurations xs [k, 3n] (nm). */
-using PotentialFunction = std::function<void(int64_t, const double*, double*, double*)>;
+FLOWFORCE_FLOW_EXPORT StiffestMode stiffestMode(const PotentialFunction& energy, const double* x, const std::vector<double>& masses,
+                                               double h = 1e-5);
 
 /**
  * How far a potential departs, along the straight segment from a to b ([dim], nm; an MD step), from the cubic
