@@ -64,14 +64,14 @@ InternalCoordinateLayer::InternalCoordinateLayer(ZMatrix zmatrix, std::array<dou
       }())) {}
 
 InternalCoordinateLayer::InternalCoordinateLayer(const EmbeddingSpec& spec)
-    : zmatrix_(spec.zmatrix), spec_(spec), wall_(spec.wall), wallSharpness_(spec.wallSharpness) {
-    order_ = zmatrix_.placementOrder();
-    const auto nRows = zmatrix_.rows.size();
+    : spec_(spec) {
+    order_ = spec_.zmatrix.placementOrder();
+    const auto nRows = spec_.zmatrix.rows.size();
     rowBondDim_.assign(nRows, -1);
     rowAngleDim_.assign(nRows, -1);
     rowTorsionDim_.assign(nRows, -1);
     for (size_t k = 0; k < nRows; ++k) {
-        const auto& r = zmatrix_.rows[k];
+        const auto& r = spec_.zmatrix.rows[k];
         if (r[1] >= 0) bondRows_.push_back(static_cast<int64_t>(k));
         if (r[2] >= 0) angleRows_.push_back(static_cast<int64_t>(k));
         if (r[3] >= 0) torsionRows_.push_back(static_cast<int64_t>(k));
@@ -106,7 +106,7 @@ torch::Tensor InternalCoordinateLayer::internalCoordinates(const torch::Tensor& 
     const auto idx = torch::TensorOptions().dtype(torch::kLong).device(x.device());
     auto gather = [&](const std::vector<int64_t>& rowIdx, int col) {
         std::vector<int64_t> atoms;
-        for (auto k : rowIdx) atoms.push_back(zmatrix_.rows[static_cast<size_t>(k)][static_cast<size_t>(col)]);
+        for (auto k : rowIdx) atoms.push_back(spec_.zmatrix.rows[static_cast<size_t>(k)][static_cast<size_t>(col)]);
         return xa.index_select(1, torch::tensor(atoms, idx));  // [B, m, 3]
     };
     auto bonds = rowNorm(gather(bondRows_, 0) - gather(bondRows_, 1));
@@ -117,19 +117,19 @@ torch::Tensor InternalCoordinateLayer::internalCoordinates(const torch::Tensor& 
 }
 
 std::pair<torch::Tensor, torch::Tensor> InternalCoordinateLayer::toUnit(const torch::Tensor& t) const {
-    if (!wall_) return {t, torch::zeros_like(t)};
+    if (!spec_.wall) return {t, torch::zeros_like(t)};
     // W = logistic(z), z = s (1/(1-t) - 1/t); log W' = log sigma(z) + log sigma(-z) + log(s (1/t^2 + 1/(1-t)^2))
     namespace F = torch::nn::functional;
-    const double s = wallSharpness_;
+    const double s = spec_.wallSharpness;
     auto z = s * (1.0 / (1.0 - t) - 1.0 / t);
     auto logDeriv = -F::softplus(z) - F::softplus(-z) + std::log(s) + torch::log(1.0 / (t * t) + 1.0 / ((1.0 - t) * (1.0 - t)));
     return {torch::sigmoid(z), logDeriv};
 }
 
 std::pair<torch::Tensor, torch::Tensor> InternalCoordinateLayer::fromUnit(const torch::Tensor& u) const {
-    if (!wall_) return {u, torch::zeros_like(u)};
+    if (!spec_.wall) return {u, torch::zeros_like(u)};
     // z = logit(u); t solves z t^2 + (2s - z) t - s = 0: t = 2s / (2s - z + sqrt(4s^2 + z^2)) (stable for all z)
-    const double s = wallSharpness_;
+    const double s = spec_.wallSharpness;
     auto z = torch::log(u) - torch::log1p(-u);
     auto t = 2.0 * s / (2.0 * s - z + torch::sqrt(4.0 * s * s + z * z));
     return {t, toUnit(t).second};
@@ -155,7 +155,7 @@ FlowResult InternalCoordinateLayer::forward(const torch::Tensor& x) {
     auto ut = (phi + M_PI) / (2.0 * M_PI);
     ut = ut - torch::floor(ut);  // phi = pi -> 0
     auto logdet = -2.0 * torch::log(r).sum(1) - torch::log(torch::sin(theta)).sum(1) + logDetConstant_;
-    if (wall_) logdet = logdet + l.sum(1);
+    if (spec_.wall) logdet = logdet + l.sum(1);
     return {torch::cat({uba, ut}, 1), logdet};
 }
 
@@ -171,7 +171,7 @@ FlowResult InternalCoordinateLayer::inverse(const torch::Tensor& u) {
     auto r = q.narrow(1, 0, nb), theta = q.narrow(1, nb, na);
     auto phi = u.narrow(1, nb + na, nt) * (2.0 * M_PI) - M_PI;
     auto logdet = 2.0 * torch::log(r).sum(1) + torch::log(torch::sin(theta)).sum(1) - logDetConstant_;
-    if (wall_) logdet = logdet - l.sum(1);
+    if (spec_.wall) logdet = logdet - l.sum(1);
 
     auto opts = u.options();
     auto ex = torch::tensor({1.0, 0.0, 0.0}, opts).expand({B, 3});
@@ -180,7 +180,7 @@ FlowResult InternalCoordinateLayer::inverse(const torch::Tensor& u) {
     auto at = [&](int64_t atom) -> const torch::Tensor& { return pos[static_cast<size_t>(atom)]; };
     auto col = [](const torch::Tensor& t, int64_t dim, int64_t offset) { return t.select(1, dim - offset).unsqueeze(1); };
     for (auto k : order_) {
-        const auto& row = zmatrix_.rows[static_cast<size_t>(k)];
+        const auto& row = spec_.zmatrix.rows[static_cast<size_t>(k)];
         const auto ks = static_cast<size_t>(k);
         torch::Tensor p;
         if (k == originRow_) {
@@ -262,7 +262,7 @@ ICIndex InternalCoordinateLayer::outputIndex(int64_t dim) const {
         i.kind = ICKind::Torsion;
         i.row = torsionRows_[static_cast<size_t>(dim - nb - na)];
     }
-    i.atom = zmatrix_.rows[static_cast<size_t>(i.row)][0];
+    i.atom = spec_.zmatrix.rows[static_cast<size_t>(i.row)][0];
     return i;
 }
 
@@ -276,8 +276,8 @@ std::vector<int64_t> InternalCoordinateLayer::outputDims(ICKind kind) const {
 }
 
 int64_t InternalCoordinateLayer::outputDimOf(ICKind kind, int64_t atom) const {
-    for (size_t k = 0; k < zmatrix_.rows.size(); ++k)
-        if (zmatrix_.rows[k][0] == atom)
+    for (size_t k = 0; k < spec_.zmatrix.rows.size(); ++k)
+        if (spec_.zmatrix.rows[k][0] == atom)
             return kind == ICKind::Bond ? rowBondDim_[k] : kind == ICKind::Angle ? rowAngleDim_[k] : rowTorsionDim_[k];
     return -1;
 }

@@ -97,9 +97,9 @@ public:
     torch::Tensor unitDerivative(const torch::Tensor& q) const;
 
     /** The z-matrix. */
-    const ZMatrix& zmatrix() const { return zmatrix_; }
+    const ZMatrix& zmatrix() const { return spec_.zmatrix; }
     /** Number of atoms n. */
-    int64_t numAtoms() const { return zmatrix_.numAtoms(); }
+    int64_t numAtoms() const { return spec_.zmatrix.numAtoms(); }
     /** Input (Cartesian) dimension 3n. */
     int64_t inputDim() const { return 3 * numAtoms(); }
     /** Output (internal-coordinate) dimension 3n-6. */
@@ -124,15 +124,12 @@ public:
     const EmbeddingSpec& embedding() const { return spec_; }
 
 private:
-    ZMatrix zmatrix_;
-    EmbeddingSpec spec_;
+    EmbeddingSpec spec_;                                     // z-matrix, ranges, wall
     std::vector<double> lower_, width_;                      // per bond, then per angle: range start and width
     std::vector<int64_t> order_;                             // placement order (row indices)
     std::vector<int64_t> bondRows_, angleRows_, torsionRows_;  // rows of each output block
     std::vector<int64_t> rowBondDim_, rowAngleDim_, rowTorsionDim_;  // per row: output dim or -1
     int64_t originRow_ = -1, axisRow_ = -1, planeRow_ = -1;  // frame rows
-    bool wall_ = false;                                      // smooth-wall map of bonds and angles
-    double wallSharpness_ = 1.0;
     /** t in [0,1] -> (W(t), log W'(t)) and its inverse u -> (t, log W'(t)) (identity for the linear map). */
     std::pair<torch::Tensor, torch::Tensor> toUnit(const torch::Tensor& t) const;
     std::pair<torch::Tensor, torch::Tensor> fromUnit(const torch::Tensor& u) const;
