@@ -195,7 +195,7 @@ void runEval(EvalOptions o) {
     if (o.stiffnessFrames > 0) {
         const int64_t m = std::min(frames, o.stiffnessFrames);
         auto gen = at::detail::createCPUGenerator(o.seed + 104729);
-        std::vector<double> offFlow, offField;
+        std::vector<double> offFlow, offField;  // kJ/mol
         Progress rp("sub-step roughness", m);
         for (int64_t i = 0; i < m; ++i) {
             const int64_t f = spreadFrame(i, m, frames);
@@ -206,23 +206,51 @@ void runEval(EvalOptions o) {
             for (int64_t j = 0; j < D; ++j)
                 b[static_cast<size_t>(j)] += z[j].item<double>() * std::sqrt(kT / masses[static_cast<size_t>(j / 3)]) * o.timestepFs * 1e-3;
             try {
-                offFlow.push_back(offCubicAlongSegment(flowEnergy, a, b.data(), D));
-                offField.push_back(offCubicAlongSegment(fieldEnergy, a, b.data(), D));
+                const double off[2] = {offCubicAlongSegment(flowEnergy, a, b.data(), D),
+                                       offCubicAlongSegment(fieldEnergy, a, b.data(), D)};
+                offFlow.push_back(off[0]), offField.push_back(off[1]);
             } catch (const std::exception&) {
                 // a step that leaves the model's support: skipped
             }
             rp.update(i + 1);
         }
         rp.finish();
-        if (!offFlow.empty()) {
-            auto summary = [](std::vector<double> v) {
-                std::sort(v.begin(), v.end());
-                return nlohmann::json{{"median_kj_mol", v[v.size() / 2]}, {"max_kj_mol", v.back()}};
-            };
+        auto summary = [](std::vector<double> v) {
+            std::sort(v.begin(), v.end());
+            return nlohmann::json{{"median_kj_mol", v[v.size() / 2]}, {"max_kj_mol", v.back()}};
+        };
+        if (!offFlow.empty())
             report["sub_step_roughness"] = {{"frames", offFlow.size()},
                                             {"timestep_fs", o.timestepFs},
                                             {"flow", summary(offFlow)},
                                             {"force_field", summary(offField)}};
+
+        // the fourth difference along thermal steps (five energies a frame, no gradients needed): cheap, so over
+        // ten times as many frames; with its mean square in nats^2, the figure train --w-rough penalises
+        const int64_t m4 = std::min(frames, 10 * o.stiffnessFrames);
+        auto steps = thermalSteps(masses, o.temperature, o.timestepFs, m4, at::detail::createCPUGenerator(o.seed + 15485863))
+                         .contiguous();
+        std::vector<double> d4Flow, d4Field;  // |fourth difference|, kJ/mol
+        double squares[2] = {0, 0};
+        Progress dp("fourth difference", m4);
+        for (int64_t i = 0; i < m4; ++i) {
+            const double* a = positions.data_ptr<double>() + spreadFrame(i, m4, frames) * D;
+            try {
+                const double d4[2] = {fourthDifferenceAlongStep(flowEnergy, a, steps.data_ptr<double>() + i * D, D),
+                                      fourthDifferenceAlongStep(fieldEnergy, a, steps.data_ptr<double>() + i * D, D)};
+                d4Flow.push_back(std::abs(d4[0])), d4Field.push_back(std::abs(d4[1]));
+                for (int k = 0; k < 2; ++k) squares[k] += (d4[k] / kT) * (d4[k] / kT);
+            } catch (const std::exception&) {
+                // a stencil that leaves the model's support: skipped
+            }
+            dp.update(i + 1);
+        }
+        dp.finish();
+        if (!d4Flow.empty()) {
+            const auto n = static_cast<double>(d4Flow.size());
+            auto flow = summary(d4Flow), field = summary(d4Field);
+            flow["mean_square_nats2"] = squares[0] / n, field["mean_square_nats2"] = squares[1] / n;
+            report["fourth_difference"] = {{"frames", d4Flow.size()}, {"timestep_fs", o.timestepFs}, {"flow", flow}, {"force_field", field}};
         }
     }
     auto [phiD, psiD] = ramachandran(data.positions.narrow(0, 0, nPlot));
@@ -286,6 +314,9 @@ void runEval(EvalOptions o) {
                        {"period_min_fs", "2 pi / omega_max, fs"},
                        {"sub_step_roughness", "max over 65 points of |U - the Hermite cubic of U and dU/ds at both ends| along a straight "
                                               "step x -> x + v dt (Maxwell-Boltzmann v), kJ/mol"},
+                       {"fourth_difference", "|U(x-2s) - 4U(x-s) + 6U(x) - 4U(x+s) + U(x+2s)| along random thermal steps s = v dt from "
+                                             "10 x stiffness-frames frames, kJ/mol; mean_square_nats2 of (it / kT): "
+                                             "what train --w-rough penalises (zero for a cubic)"},
                        {"at", "index of the frame (stiffest_mode) or sample (stiffest_mode_samples) where omega_max was found"}};
 
     std::cout << std::setprecision(5) << "eval " << o.model << "\n  dataset (" << frames << " frames): NLL "
@@ -327,6 +358,15 @@ void runEval(EvalOptions o) {
                   << r["force_field"]["max_kj_mol"].get<double>() << ") for the force field"
                   << " (" << fm / std::max(cm, 1e-300) << "x" << (fm > 10 * cm ? ": structure narrower than a step" : "") << ")"
                   << std::setprecision(5) << "\n";
+    }
+    if (report.contains("fourth_difference")) {
+        const auto& r = report["fourth_difference"];
+        const double fm = r["flow"]["median_kj_mol"].get<double>(), cm = r["force_field"]["median_kj_mol"].get<double>();
+        std::cout << std::setprecision(3) << "  fourth difference of U along random thermal steps (what train --w-rough penalises): "
+                  << fm << " kJ/mol (median over " << r["frames"].get<size_t>() << " steps; max " << r["flow"]["max_kj_mol"].get<double>()
+                  << "; mean square " << r["flow"]["mean_square_nats2"].get<double>() << " nats^2) for the flow, " << cm << " (max "
+                  << r["force_field"]["max_kj_mol"].get<double>() << "; " << r["force_field"]["mean_square_nats2"].get<double>()
+                  << " nats^2) for the force field (" << fm / std::max(cm, 1e-300) << "x)" << std::setprecision(5) << "\n";
     }
     if (report.contains("samples")) {
         const auto& sm = report["samples"];

@@ -34,13 +34,15 @@ struct TrainOptions {
     int64_t epochs = 10, batch = 128, kldBatch = 0, maxFrames = 0, valMaxFrames = 2000, kldValSamples = 512;
     double lr = 5e-4, lrDecay = 0.7, wNll = -1.0, wFm = 0.0, wKld = 0.0, valFraction = 0.1;
     double temperature = 0.0;
+    double wRough = 0.0, roughStepFs = 1.0;  // sub-step roughness penalty (nats^2) and its MD step (fs)
+    int64_t roughBatch = 32;
     uint64_t seed = 1;
     int threads = 0;
 };
 
 /** Metrics of one evaluation pass; NaN where not computed. */
 struct Metrics {
-    double nll = NAN, fme = NAN, kld = NAN;
+    double nll = NAN, fme = NAN, kld = NAN, rough = NAN;
 };
 
 /** Where a run stands after its last completed epoch. */
@@ -54,7 +56,7 @@ struct TrainingProgress {
 // Random streams: each epoch draws its batch order, its reverse-KL latents and its validation samples
 // from generators seeded by the run's seed, the stream and the epoch, so an epoch draws the same numbers
 // whether or not the run was interrupted before it.
-constexpr uint64_t kOrderStream = 7919, kKldStream = 104729, kValidationStream = 1299709;
+constexpr uint64_t kOrderStream = 7919, kKldStream = 104729, kValidationStream = 1299709, kRoughStream = 15485863;
 at::Generator epochGenerator(uint64_t seed, uint64_t stream, int64_t epoch) {
     return at::detail::createCPUGenerator(seed * stream + static_cast<uint64_t>(epoch));
 }
@@ -73,7 +75,7 @@ nlohmann::json fileFingerprint(const std::string& path) {
 /** The identity of a training run: everything that decides its result except the number of epochs (a run
  *  may be extended) and the thread count. A checkpoint continues only the run it belongs to. */
 nlohmann::json runIdentity(const TrainOptions& o, const Flow& flow) {
-    return {{"data", fileFingerprint(o.data)},
+    nlohmann::json id{{"data", fileFingerprint(o.data)},
             {"start_model", o.model.empty() ? nlohmann::json("new") : fileFingerprint(o.model)},
             {"architecture", hashHex(flow.config().dump())},
             {"seed", o.seed},
@@ -89,6 +91,12 @@ nlohmann::json runIdentity(const TrainOptions& o, const Flow& flow) {
             {"max_frames", o.maxFrames},
             {"val_max_frames", o.valMaxFrames},
             {"kld_val_samples", o.kldValSamples}};
+    if (o.wRough > 0) {  // only then: checkpoints of runs without the penalty stay continuable
+        id["w_rough"] = o.wRough;
+        id["rough_batch"] = o.roughBatch;
+        id["rough_step_fs"] = o.roughStepFs;
+    }
+    return id;
 }
 
 /** The entries in which two run identities differ, e.g. "seed, data". */
@@ -178,6 +186,9 @@ void checkOptions(TrainOptions& o) {
     if (o.data.empty()) throw Error("--data FILE.h5 is required");
     if (o.epochs < 1 || o.batch < 1) throw Error("--epochs and --batch must be positive");
     if (o.wFm < 0 || o.wKld < 0) throw Error("loss weights must be non-negative");
+    if (!(o.wRough >= 0 && std::isfinite(o.wRough))) throw Error("--w-rough must be >= 0");
+    if (o.wRough > 0 && (o.roughBatch < 1 || !(o.roughStepFs > 0)))
+        throw Error("--rough-batch and --rough-step-fs must be positive");
     if (o.wNll < 0) o.wNll = 1.0 - o.wFm - o.wKld;  // Table 1: w_n = 1 - w_k - w_f
     if (o.wNll < 0) throw Error("--w-fm + --w-kld exceed 1; give --w-nll explicitly");
     if (!(o.valFraction > 0 && o.valFraction < 1)) throw Error("--val-fraction must lie in (0, 1)");
@@ -251,12 +262,24 @@ void runTrain(TrainOptions o) {
                   << o.icMargin << " of each coordinate's spread)\n";
     }
 
+    // sub-step roughness: thermal steps need the atoms' masses
+    std::vector<double> masses;
+    if (o.wRough > 0) {
+        masses = md::atomMasses(md::readPDB(moleculePDB(o.molecule)));
+        if (static_cast<int64_t>(3 * masses.size()) != flow->dataDim())
+            throw Error("--w-rough: the molecule has " + std::to_string(masses.size()) + " atoms, the model " +
+                        std::to_string(flow->dataDim() / 3));
+    }
+    const int64_t roughVal = std::min<int64_t>(xVal.size(0), 256);  // validation frames for the roughness
+
     std::unique_ptr<TargetEnergy> target;
     if (o.wKld > 0 || o.kldValSamples > 0) target = makeTargetEnergy(o.molecule, o.temperature);
 
     std::cerr << "train: " << flow->parameterCount() << " parameters; " << xTrain.size(0) << " training and " << xVal.size(0)
               << " validation frames of " << o.data << "; loss " << o.wNll << " NLL + " << o.wKld << " KLD + " << o.wFm
-              << " FM; T = " << o.temperature << " K\n";
+              << " FM";
+    if (o.wRough > 0) std::cerr << " + " << o.wRough << " sub-step roughness (" << o.roughStepFs << " fs steps)";
+    std::cerr << "; T = " << o.temperature << " K\n";
 
     torch::optim::Adam opt(flow->parameters(), torch::optim::AdamOptions(o.lr));
     const nlohmann::json identity = runIdentity(o, *flow);
@@ -294,12 +317,18 @@ void runTrain(TrainOptions o) {
             auto s = flow->sample(o.kldValSamples, torch::kFloat64, epochGenerator(o.seed, kValidationStream, epoch));
             m.kld = reverseKL(target->energies(s.out), s.logdet).item<double>();
         }
+        if (o.wRough > 0) {
+            torch::NoGradGuard ng;
+            auto steps = thermalSteps(masses, o.temperature, o.roughStepFs, roughVal, epochGenerator(o.seed, kRoughStream, 0));
+            m.rough = roughnessLoss(*flow, xVal.narrow(0, 0, roughVal), steps).item<double>();
+        }
         return m;
     };
     auto validationLoss = [&](const Metrics& m) {
         double l = o.wNll * m.nll;
         if (o.wFm > 0) l += o.wFm * m.fme;
         if (o.wKld > 0) l += o.wKld * m.kld;
+        if (o.wRough > 0) l += o.wRough * m.rough;
         return l;
     };
 
@@ -309,6 +338,7 @@ void runTrain(TrainOptions o) {
         static_cast<torch::optim::AdamOptions&>(opt.param_groups()[0].options()).lr(lr);
         auto order = torch::randperm(xTrain.size(0), epochGenerator(o.seed, kOrderStream, epoch), torch::kLong);
         auto kldGen = epochGenerator(o.seed, kKldStream, epoch);
+        auto roughGen = epochGenerator(o.seed, kRoughStream, epoch + 1);  // stream 0 is the validation's
         Progress bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(o.epochs), batchesPerEpoch);
         double running = NAN;
         int64_t skipped = 0;
@@ -320,6 +350,11 @@ void runTrain(TrainOptions o) {
                                     /*createGraph=*/true);
                 if (o.wNll > 0) loss = loss + o.wNll * l.nll;
                 if (o.wFm > 0) loss = loss + o.wFm * l.fm;
+            }
+            if (o.wRough > 0) {
+                const int64_t n = std::min(o.roughBatch, o.batch);
+                auto steps = thermalSteps(masses, o.temperature, o.roughStepFs, n, roughGen);
+                loss = loss + o.wRough * roughnessLoss(*flow, xTrain.index_select(0, idx.narrow(0, 0, n)), steps);
             }
             if (o.wKld > 0) {
                 auto s = flow->sample(o.kldBatch, torch::kFloat64, kldGen);
@@ -344,6 +379,7 @@ void runTrain(TrainOptions o) {
         s << std::setprecision(5) << "validation: NLL " << m.nll << " nats";
         if (!std::isnan(m.fme)) s << ", FME " << m.fme << " nm^-2";
         if (!std::isnan(m.kld)) s << ", KLD " << m.kld << " k_B T (+const)";
+        if (!std::isnan(m.rough)) s << ", roughness " << m.rough << " nats^2";
         bar.finish(s.str());
         if (skipped > 0)
             std::cerr << "warning: epoch " << epoch + 1 << ": " << skipped << " of " << batchesPerEpoch
@@ -351,10 +387,11 @@ void runTrain(TrainOptions o) {
         nlohmann::json entry{{"epoch", epoch + 1}, {"learning_rate", lr}, {"train_loss", running}, {"val_nll_nats", m.nll}};
         if (!std::isnan(m.fme)) entry["val_fme_per_nm2"] = m.fme;
         if (!std::isnan(m.kld)) entry["val_kld"] = m.kld;
+        if (!std::isnan(m.rough)) entry["val_roughness_nats2"] = m.rough;
         progress.history.push_back(entry);
         progress.epoch = epoch + 1;
         info["training"] = {{"data", o.data},  {"epochs_done", epoch + 1}, {"w_nll", o.wNll},        {"w_fm", o.wFm},
-                            {"w_kld", o.wKld}, {"batch", o.batch},          {"lr", o.lr},             {"lr_decay", o.lrDecay},
+                            {"w_kld", o.wKld}, {"w_rough", o.wRough}, {"batch", o.batch},          {"lr", o.lr},             {"lr_decay", o.lrDecay},
                             {"seed", o.seed},  {"history", progress.history}};
         if (std::isfinite(vl) && vl < progress.best) {
             progress.best = vl;
@@ -374,7 +411,7 @@ void runTrain(TrainOptions o) {
                           {"data", o.data},
                           {"train_frames", xTrain.size(0)},
                           {"validation_frames", xVal.size(0)},
-                          {"weights", {{"nll", o.wNll}, {"kld", o.wKld}, {"fm", o.wFm}}},
+                          {"weights", {{"nll", o.wNll}, {"kld", o.wKld}, {"fm", o.wFm}, {"rough", o.wRough}}},
                           {"temperature_K", o.temperature},
                           {"best_validation_loss", progress.best},
                           {"best_epoch", progress.bestEpoch},
@@ -382,7 +419,9 @@ void runTrain(TrainOptions o) {
     if (!o.json.empty()) writeJson(o.json, report);
     std::cout << "trained model: " << o.out << " (best of " << o.epochs << " epochs: epoch " << progress.bestEpoch
               << ", validation loss " << progress.best << " = " << o.wNll << " NLL [nats] + " << o.wFm << " FME [nm^-2] + "
-              << o.wKld << " KLD [k_B T])\n";
+              << o.wKld << " KLD [k_B T]";
+    if (o.wRough > 0) std::cout << " + " << o.wRough << " roughness [nats^2]";
+    std::cout << ")\n";
 }
 
 }  // namespace
@@ -414,6 +453,12 @@ void registerTrain(CLI::App& app) {
     cmd->add_option("--w-nll", o->wNll, "NLL weight (default 1 - w_kld - w_fm)");
     cmd->add_option("--w-fm", o->wFm, "force-matching weight (FM: mean squared error per Cartesian component, 1/nm^2)")->capture_default_str();
     cmd->add_option("--w-kld", o->wKld, "reverse-KL weight (target energy by OpenMM)")->capture_default_str();
+    cmd->add_option("--w-rough", o->wRough,
+                    "sub-step roughness weight: penalises the squared fourth difference of -log p (nats^2) along random "
+                    "thermal MD steps from training frames, structure narrower than a step that Verlet cannot integrate")
+        ->capture_default_str();
+    cmd->add_option("--rough-batch", o->roughBatch, "frames per batch for the roughness penalty")->capture_default_str();
+    cmd->add_option("--rough-step-fs", o->roughStepFs, "MD time step of the roughness penalty's steps, fs")->capture_default_str();
     cmd->add_option("--kld-batch", o->kldBatch, "flow samples per batch for the KLD (default: --batch)");
     cmd->add_option("--kld-val-samples", o->kldValSamples, "flow samples for the validation KLD (0: skip)")->capture_default_str();
     cmd->add_option("--val-fraction", o->valFraction, "validation fraction")->capture_default_str();

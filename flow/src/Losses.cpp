@@ -3,6 +3,7 @@
 #include "flowforce/flow/Physics.h"
 
 #include <cmath>
+#include <stdexcept>
 
 namespace flowforce {
 
@@ -18,6 +19,27 @@ torch::Tensor forceMatchingErrors(const torch::Tensor& forces, const torch::Tens
 
 torch::Tensor forceMatchingLoss(const torch::Tensor& forces, const torch::Tensor& gradient) {
     return forceMatchingErrors(forces, gradient).mean();
+}
+
+torch::Tensor thermalSteps(const std::vector<double>& massesDa, double temperatureK, double timestepFs, int64_t count,
+                           at::Generator generator) {
+    if (massesDa.empty() || !(temperatureK > 0) || !(timestepFs > 0) || count < 0)
+        throw std::invalid_argument("thermalSteps: need atoms, a positive temperature and a positive time step");
+    std::vector<double> sigma;  // per Cartesian component: sqrt(kT/m) (nm/ps) times the step (ps)
+    for (double m : massesDa) {
+        if (!(m > 0)) throw std::invalid_argument("thermalSteps: masses must be positive");
+        sigma.insert(sigma.end(), 3, std::sqrt(kBoltzmannKJPerMolK * temperatureK / m) * timestepFs * 1e-3);
+    }
+    auto scale = torch::tensor(sigma, torch::kFloat64);
+    return torch::randn({count, scale.size(0)}, generator, torch::kFloat64) * scale;
+}
+
+torch::Tensor roughnessLoss(Flow& flow, const torch::Tensor& x, const torch::Tensor& steps) {
+    if (x.sizes() != steps.sizes()) throw std::invalid_argument("roughnessLoss: configurations and steps differ in shape");
+    auto points = torch::cat({x - 2 * steps, x - steps, x, x + steps, x + 2 * steps});
+    auto u = (-flow.logProb(points)).view({5, x.size(0)});
+    auto fourth = u[0] - 4 * u[1] + 6 * u[2] - 4 * u[3] + u[4];
+    return fourth.pow(2).mean();
 }
 
 torch::Tensor energyCut(const torch::Tensor& energies) {

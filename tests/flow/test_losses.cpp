@@ -98,3 +98,67 @@ TEST(LossesTest, EssOfUnequalWeights) {
     EXPECT_NEAR(e.essFraction, 0.9, 1e-12);
     EXPECT_NEAR(e.logPartitionFunction, std::log(1.5), 1e-12);
 }
+
+namespace {
+
+std::shared_ptr<Flow> smallSmoothFlow() {
+    torch::manual_seed(4);
+    auto flow = std::make_shared<Flow>(
+        alternatingCouplingArchitecture(2, {false, false}, 2, {{"type", "smooth"}, {"components", 4}}, {8}, Activation::Sin));
+    flow->to(torch::kFloat64);
+    return flow;
+}
+
+}  // namespace
+
+TEST(LossesTest, RoughnessIsTheSquaredFourthDifferenceOfTheEnergyAlongEachStep) {
+    auto flow = smallSmoothFlow();
+    auto x = uniform(16, 7, 0.35, 0.65).view({8, 2});
+    auto s = (uniform(16, 8) - 0.5).view({8, 2}) * 0.1;
+    double expected = 0;
+    for (int64_t b = 0; b < 8; ++b) {  // one configuration at a time, stencil point by stencil point
+        auto xb = x.narrow(0, b, 1), sb = s.narrow(0, b, 1);
+        const double c[5] = {1, -4, 6, -4, 1};
+        double d4 = 0;
+        for (int k = -2; k <= 2; ++k) d4 += c[k + 2] * -flow->logProb(xb + k * sb).item<double>();
+        expected += d4 * d4 / 8.0;
+    }
+    EXPECT_GT(expected, 1e-8);  // a non-trivial case
+    EXPECT_NEAR(roughnessLoss(*flow, x, s).item<double>(), expected, 1e-12 * (1 + expected));
+    // differentiable in the parameters
+    roughnessLoss(*flow, x, s).backward();
+    double norm = 0;
+    for (const auto& p : flow->parameters()) norm += p.grad().defined() ? p.grad().pow(2).sum().item<double>() : 0.0;
+    EXPECT_GT(norm, 0.0);
+    EXPECT_THROW(roughnessLoss(*flow, x, s.narrow(0, 0, 4)), std::invalid_argument);
+}
+
+TEST(LossesTest, RoughnessOfASmoothFlowFallsAsTheEighthPowerOfTheStep) {
+    // the fourth difference of a C^4 function is h^4 u''''(x) + O(h^6): halving the steps divides its square by 256
+    auto flow = smallSmoothFlow();
+    torch::NoGradGuard ng;
+    auto x = uniform(64, 9, 0.3, 0.7).view({32, 2});
+    auto s = (uniform(64, 10) - 0.5).view({32, 2});
+    const double h = 4e-3;
+    const double ratio = roughnessLoss(*flow, x, h * s).item<double>() / roughnessLoss(*flow, x, 0.5 * h * s).item<double>();
+    EXPECT_NEAR(ratio, 256.0, 256.0 * 0.1);
+}
+
+TEST(LossesTest, ThermalStepsHaveTheMaxwellBoltzmannSpreadTimesTheTimeStep) {
+    const std::vector<double> masses{1.008, 15.999};  // Da
+    const double T = 300, dtFs = 2;
+    auto s = thermalSteps(masses, T, dtFs, 40000, at::detail::createCPUGenerator(3));
+    ASSERT_EQ(s.sizes(), (std::vector<int64_t>{40000, 6}));
+    auto sd = s.std(0);
+    for (int64_t j = 0; j < 6; ++j) {
+        // sqrt(kT/m) in nm/ps (1 kJ/g = 1 nm^2/ps^2) times 2e-3 ps; 40000 samples: std within ~1 %
+        const double expected = std::sqrt(kBoltzmannKJPerMolK * T / masses[static_cast<size_t>(j / 3)]) * dtFs * 1e-3;
+        EXPECT_NEAR(sd[j].item<double>(), expected, 0.02 * expected) << j;
+    }
+    EXPECT_LT(std::abs(s.mean().item<double>()), 1e-4);
+    auto gen = at::detail::createCPUGenerator(1);
+    EXPECT_THROW(thermalSteps({}, T, 1, 1, gen), std::invalid_argument);
+    EXPECT_THROW(thermalSteps(masses, 0, 1, 1, gen), std::invalid_argument);
+    EXPECT_THROW(thermalSteps(masses, T, -1, 1, gen), std::invalid_argument);
+    EXPECT_THROW(thermalSteps({1.0, 0.0}, T, 1, 1, gen), std::invalid_argument);
+}

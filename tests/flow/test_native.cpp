@@ -476,3 +476,24 @@ TEST(Diagnostics, OffCubicSeesStructureNarrowerThanTheStepAndNothingInACubic) {
     EXPECT_THROW(offCubicAlongSegment(notFinite, a, b, 2), std::invalid_argument);
     EXPECT_THROW(offCubicAlongSegment(cubic, a, b, 2, 1), std::invalid_argument);
 }
+
+TEST(Diagnostics, FourthDifferenceIsZeroForACubicAndTwentyFourH4ForAQuartic) {
+    auto poly = [](double c4) {
+        return [c4](int64_t k, const double* xs, double* us, double* gs) {
+            for (int64_t c = 0; c < k; ++c) {
+                const double* x = xs + 2 * c;
+                us[c] = c4 * std::pow(x[0], 4) + 40 * x[0] * x[0] * x[0] - 7 * x[0] * x[1] + 3 * x[1];
+                gs[2 * c] = gs[2 * c + 1] = 0;  // not used
+            }
+        };
+    };
+    const double x[2] = {0.1, -0.2}, s[2] = {0.004, 0.003};
+    EXPECT_NEAR(fourthDifferenceAlongStep(poly(0), x, s, 2), 0.0, 1e-12);
+    // along the step U(x + t s) has the quartic term c4 s0^4 t^4: its fourth difference (h = 1) is 24 c4 s0^4
+    const double c4 = 5e9;
+    EXPECT_NEAR(fourthDifferenceAlongStep(poly(c4), x, s, 2), 24 * c4 * std::pow(s[0], 4), 1e-6);
+    auto notFinite = [](int64_t k, const double*, double* us, double*) {
+        for (int64_t c = 0; c < k; ++c) us[c] = c == 3 ? INFINITY : 0.0;
+    };
+    EXPECT_THROW(fourthDifferenceAlongStep(notFinite, x, s, 2), std::invalid_argument);
+}

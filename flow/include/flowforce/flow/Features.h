@@ -69,6 +69,15 @@ FLOWFORCE_FLOW_EXPORT StiffestMode stiffestMode(const PotentialFunction& energy,
 FLOWFORCE_FLOW_EXPORT double offCubicAlongSegment(const PotentialFunction& energy, const double* a, const double* b, int64_t dim,
                                                   int points = 64);
 
+/**
+ * The fourth difference U(x-2s) - 4U(x-s) + 6U(x) - 4U(x+s) + U(x+2s) (kJ/mol) of a potential along a step s
+ * ([dim], nm) from x: zero for a potential that is a cubic along the step, the fourth derivative along s for a
+ * smooth one, of the order of a feature's height for structure narrower than the step. The same figure as
+ * roughnessLoss (Losses.h), which penalises it in training. Throws std::invalid_argument where U is not finite.
+ */
+FLOWFORCE_FLOW_EXPORT double fourthDifferenceAlongStep(const PotentialFunction& energy, const double* x, const double* step,
+                                                       int64_t dim);
+
 /** Full width at half height of the bump density sigma'(t) of a smooth mixture component with sharpness s
  *  (exponential ramp, beta 1 or 2) or monomial order s, in units of the component's support (1/a wide). */
 FLOWFORCE_FLOW_EXPORT double bumpHalfWidth(double s, RampType ramp, int beta);

@@ -10,6 +10,8 @@
 
 #include <torch/torch.h>
 
+#include <vector>
+
 namespace flowforce {
 
 /** The data terms of the loss for a batch of configurations x [B, dataDim]. */
@@ -32,6 +34,18 @@ FLOWFORCE_FLOW_EXPORT DataLosses dataLosses(Flow& flow, const torch::Tensor& x, 
 FLOWFORCE_FLOW_EXPORT torch::Tensor forceMatchingErrors(const torch::Tensor& forces, const torch::Tensor& gradient);
 /** The FM loss: the mean of forceMatchingErrors over the batch, (1/length)^2. */
 FLOWFORCE_FLOW_EXPORT torch::Tensor forceMatchingLoss(const torch::Tensor& forces, const torch::Tensor& gradient);
+
+/** Random thermal steps [count, 3n] (nm): one time step of timestepFs (fs) at Maxwell-Boltzmann velocities of
+ *  temperatureK (K) for atoms of the given masses (Da), the displacement of one MD step from a configuration. */
+FLOWFORCE_FLOW_EXPORT torch::Tensor thermalSteps(const std::vector<double>& massesDa, double temperatureK, double timestepFs,
+                                                 int64_t count, at::Generator generator);
+
+/** Sub-step roughness penalty, nats^2: the mean over configurations x [B, d] of the squared fourth difference
+ *  u(x-2s) - 4u(x-s) + 6u(x) - 4u(x+s) + u(x+2s) of u = -log p along steps s [B, d]. Zero for a potential that
+ *  is a cubic along each step; a feature narrower than a step makes it of the order of the feature's height.
+ *  Velocity Verlet integrates the first and fails on the second (an energy kick), so penalising it keeps
+ *  structure narrower than an MD step out of a trained flow. Differentiable in the flow's parameters. */
+FLOWFORCE_FLOW_EXPORT torch::Tensor roughnessLoss(Flow& flow, const torch::Tensor& x, const torch::Tensor& steps);
 
 /** The energy cut of the reverse KL (Physics.h energyCut, paper SI-2.5) element-wise on energies in
  *  k_B T; differentiable (the logarithmic branch is never evaluated below the cut). */
