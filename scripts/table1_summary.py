@@ -44,6 +44,8 @@ def main():
         ("log Z [k_B T]", ("samples", "log_partition_function"), "{:.1f}"),
         ("stiffest mode on flow samples, omega dt at 1 fs (force field ~0.62)", ("stiffest_mode_samples", "flow", "omega_dt"), "{:.3f}"),
         ("sub-step roughness, median [kJ/mol] (force field ~4e-5)", ("sub_step_roughness", "flow", "median_kj_mol"), "{:.2g}"),
+        ("fourth difference along thermal 1 fs steps, mean square [nats^2] (force field ~1e-4)",
+         ("fourth_difference", "flow", "mean_square_nats2"), "{:.3g}"),
     ]
     print("| metric (test trajectory) | " + " | ".join(c for c, _ in columns) + " |")
     print("|---|" + "---|" * len(columns))
@@ -58,8 +60,10 @@ def main():
             cells.append(mean_std(values, fmt))
         print(f"| {label} | " + " | ".join(cells) + " |")
 
-    print("\n| NVE, 10 replicas x 10 ps at 1 fs | E std/DOF median [kJ/mol] | E std/DOF max | largest one-step dE, max over replicas [kJ/mol] | exploded |")
-    print("|---|---|---|---|---|")
+    print("\n| NVE, 10 replicas x 10 ps at 1 fs | E std/DOF median [kJ/mol] | E std/DOF max | largest one-step dE, max over replicas [kJ/mol] | exploded | issue 9 criteria |")
+    print("|---|---|---|---|---|---|")
+    classical = os.path.join(run, "classical.nve.json")
+    reference = load(classical) if os.path.exists(classical) else None
     names = ["classical"] + [f"smooth-fm-s{s}" for s in seeds]
     for name in names:
         path = os.path.join(run, name + ".nve.json")
@@ -68,9 +72,18 @@ def main():
         r = load(path)
         steps = [p.get("total_energy_max_step_change_kj_mol") for p in r["per_replica"]]
         steps = [s for s in steps if s is not None]
-        print(f"| {name} | {get(r, 'total_energy_std_per_dof_kj_mol_median') or float('nan'):.3e} | "
-              f"{get(r, 'total_energy_std_per_dof_kj_mol_max') or float('nan'):.3e} | "
-              f"{max(steps) if steps else float('nan'):.3f} | {r['replicas_exploded']}/{r['replicas']} |")
+        median, worst = get(r, "total_energy_std_per_dof_kj_mol_median"), get(r, "total_energy_std_per_dof_kj_mol_max")
+        largest = max(steps) if steps else None
+        verdict = "-"
+        if reference and name != "classical" and None not in (median, worst, largest):
+            m = median / reference["total_energy_std_per_dof_kj_mol_median"]
+            w = worst / reference["total_energy_std_per_dof_kj_mol_median"]
+            j = largest / reference["total_energy_max_step_change_kj_mol_max"]
+            ok = m <= 1.3 and w <= 2 and j <= 2 and r["replicas_exploded"] == 0
+            verdict = f"{'PASS' if ok else 'FAIL'}: median {m:.2f}x, worst replica {w:.2f}x, largest step {j:.2f}x"
+        nan = float("nan")
+        print(f"| {name} | {median or nan:.3e} | {worst or nan:.3e} | {largest or nan:.3f} | "
+              f"{r['replicas_exploded']}/{r['replicas']} | {verdict} |")
 
 
 if __name__ == "__main__":
