@@ -2,7 +2,7 @@
 # Table 1 of the seed paper on our own data, as mean +- std over training seeds, plus NVE energy
 # conservation of the smooth flows (docs/RESULTS.md quotes its output). Long: 1.5 hours with THREADS=1 on two
 # cores. Resumable: every step skips what is complete (data and train continue from their checkpoints),
-# so rerun the same command after an interruption.
+# so rerun the same command after an interruption. One run per RUN_DIR at a time (the data step locks its files).
 #
 # Usage: scripts/table1.sh [RUN_DIR]   (environment: FLOWFORCE=path/to/flowforce, SEEDS="1 2 3",
 #                                        THREADS=2, EPOCHS=25, W_ROUGH=1; THREADS=1 when the machine has other work)
