@@ -75,7 +75,7 @@ def test_bg_train_report(trained):
     losses = [0.999 * h["val_nll_nats"] + 0.001 * h["val_fme_per_nm2"] for h in history]
     assert report["best_validation_loss"] == pytest.approx(min(losses), rel=1e-12, abs=1e-12)
     assert report["best_epoch"] == 1 + losses.index(min(losses))
-    assert report["weights"] == {"nll": pytest.approx(0.999), "kld": 0.0, "fm": 0.001}
+    assert report["weights"] == {"nll": pytest.approx(0.999), "kld": 0.0, "fm": 0.001, "rough": 0.0}
     assert report["train_frames"] + report["validation_frames"] == 80
 
 
