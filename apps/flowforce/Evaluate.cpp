@@ -137,12 +137,18 @@ void runEval(EvalOptions o) {
 
     // --- the stiffest vibration of the flow and of the force field on (a spread of) the data ---
     const PotentialFunction flowEnergy = [&](int64_t k, const double* xs, double* us, double* gs) {  // kJ/mol, kJ/mol/nm
-        evaluator.evaluate(k, xs, us, gs);
+        evaluator.evaluate(k, xs, us, gs);  // no gradient for gs null
         for (int64_t i = 0; i < k; ++i) us[i] *= kT;
-        for (int64_t i = 0; i < k * D; ++i) gs[i] *= kT;
+        for (int64_t i = 0; gs && i < k * D; ++i) gs[i] *= kT;
     };
     const PotentialFunction fieldEnergy = [&](int64_t k, const double* xs, double* us, double* gs) {
-        auto [u, g] = target->energiesAndGradients(torch::from_blob(const_cast<double*>(xs), {k, D}, torch::kFloat64));
+        const auto x = torch::from_blob(const_cast<double*>(xs), {k, D}, torch::kFloat64);
+        if (!gs) {
+            const auto u = (target->energies(x) * kT).contiguous();
+            std::copy(u.data_ptr<double>(), u.data_ptr<double>() + k, us);
+            return;
+        }
+        auto [u, g] = target->energiesAndGradients(x);
         u = (u * kT).contiguous(), g = (g * kT).contiguous();
         std::copy(u.data_ptr<double>(), u.data_ptr<double>() + k, us);
         std::copy(g.data_ptr<double>(), g.data_ptr<double>() + k * D, gs);
@@ -200,11 +206,9 @@ void runEval(EvalOptions o) {
         for (int64_t i = 0; i < m; ++i) {
             const int64_t f = spreadFrame(i, m, frames);
             const double* a = positions.data_ptr<double>() + f * D;
-            // Maxwell-Boltzmann velocities (nm/ps) times one time step (ps)
-            auto z = torch::randn({D}, gen, torch::kFloat64);
+            const auto step = thermalSteps(masses, o.temperature, o.timestepFs, 1, gen).contiguous();
             std::vector<double> b(a, a + D);
-            for (int64_t j = 0; j < D; ++j)
-                b[static_cast<size_t>(j)] += z[j].item<double>() * std::sqrt(kT / masses[static_cast<size_t>(j / 3)]) * o.timestepFs * 1e-3;
+            for (int64_t j = 0; j < D; ++j) b[static_cast<size_t>(j)] += step.data_ptr<double>()[j];
             try {
                 const double off[2] = {offCubicAlongSegment(flowEnergy, a, b.data(), D),
                                        offCubicAlongSegment(fieldEnergy, a, b.data(), D)};
@@ -225,7 +229,7 @@ void runEval(EvalOptions o) {
                                             {"flow", summary(offFlow)},
                                             {"force_field", summary(offField)}};
 
-        // the fourth difference along thermal steps (five energies a frame, no gradients needed): cheap, so over
+        // the fourth difference along thermal steps (five energies a frame, no gradients): cheap, so over
         // ten times as many frames; with its mean square in nats^2, the figure train --w-rough penalises
         const int64_t m4 = std::min(frames, 10 * o.stiffnessFrames);
         auto steps = thermalSteps(masses, o.temperature, o.timestepFs, m4, at::detail::createCPUGenerator(o.seed + 15485863))

@@ -373,9 +373,9 @@ ReplicaRun runReplica(const MDOptions& o, Engine& engine, double temperature, co
             for (int64_t c = 0; c < k; ++c) {
                 for (int i = 0; i < n; ++i) pos[static_cast<size_t>(i)] = {xs[c * 3 * n + 3 * i], xs[c * 3 * n + 3 * i + 1], xs[c * 3 * n + 3 * i + 2]};
                 probe.setPositions(pos);
-                const OpenMM::State st = probe.getState(OpenMM::State::Energy | OpenMM::State::Forces);
+                const OpenMM::State st = probe.getState(gs ? OpenMM::State::Energy | OpenMM::State::Forces : OpenMM::State::Energy);
                 us[c] = st.getPotentialEnergy();
-                for (int i = 0; i < n; ++i)
+                for (int i = 0; gs && i < n; ++i)
                     for (int d = 0; d < 3; ++d) gs[c * 3 * n + 3 * i + d] = -st.getForces()[static_cast<size_t>(i)][d];
             }
         };

@@ -16,13 +16,16 @@ using namespace flowforce::test;
 
 namespace {
 
-std::shared_ptr<Flow> smallFlow() {
-    torch::manual_seed(3);
-    auto flow = std::make_shared<Flow>(
-        alternatingCouplingArchitecture(2, {false, false}, 2, {{"type", "spline"}, {"bins", 4}}, {8}, Activation::SiLU));
+/** A small seeded 2-D flow on the unit square (two couplings, conditioners 8 wide), float64. */
+std::shared_ptr<Flow> smallFlow(const nlohmann::json& transform = {{"type", "spline"}, {"bins", 4}},
+                                Activation activation = Activation::SiLU, uint64_t seed = 3) {
+    torch::manual_seed(seed);
+    auto flow = std::make_shared<Flow>(alternatingCouplingArchitecture(2, {false, false}, 2, transform, {8}, activation));
     flow->to(torch::kFloat64);
     return flow;
 }
+
+std::shared_ptr<Flow> smallSmoothFlow() { return smallFlow({{"type", "smooth"}, {"components", 4}}, Activation::Sin, 4); }
 
 }  // namespace
 
@@ -98,18 +101,6 @@ TEST(LossesTest, EssOfUnequalWeights) {
     EXPECT_NEAR(e.essFraction, 0.9, 1e-12);
     EXPECT_NEAR(e.logPartitionFunction, std::log(1.5), 1e-12);
 }
-
-namespace {
-
-std::shared_ptr<Flow> smallSmoothFlow() {
-    torch::manual_seed(4);
-    auto flow = std::make_shared<Flow>(
-        alternatingCouplingArchitecture(2, {false, false}, 2, {{"type", "smooth"}, {"components", 4}}, {8}, Activation::Sin));
-    flow->to(torch::kFloat64);
-    return flow;
-}
-
-}  // namespace
 
 TEST(LossesTest, RoughnessIsTheSquaredFourthDifferenceOfTheEnergyAlongEachStep) {
     auto flow = smallSmoothFlow();

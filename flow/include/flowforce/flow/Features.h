@@ -37,8 +37,8 @@ struct FLOWFORCE_FLOW_EXPORT FeatureReport {
 FLOWFORCE_FLOW_EXPORT FeatureReport narrowestFeature(Flow& flow, const torch::Tensor& x, const std::vector<double>& masses, double temperatureK,
                                double timestepPs, double significance = 0.1);
 
-/** A potential as the tools see it: energy(k, xs, us, gs) fills us [k] with U (kJ/mol) and gs [k, 3n] with
- *  dU/dx (kJ/mol/nm) at the k configurations xs [k, 3n] (nm). */
+/** A potential as the tools see it: energy(k, xs, us, gs) fills us [k] with U (kJ/mol) and, unless gs is null
+ *  (energies only), gs [k, 3n] with dU/dx (kJ/mol/nm) at the k configurations xs [k, 3n] (nm). */
 using PotentialFunction = std::function<void(int64_t, const double*, double*, double*)>;
 
 /** The stiffest vibration of a potential at one configuration: the largest eigenvalue omega^2 of the
@@ -73,7 +73,8 @@ FLOWFORCE_FLOW_EXPORT double offCubicAlongSegment(const PotentialFunction& energ
  * The fourth difference U(x-2s) - 4U(x-s) + 6U(x) - 4U(x+s) + U(x+2s) (kJ/mol) of a potential along a step s
  * ([dim], nm) from x: zero for a potential that is a cubic along the step, the fourth derivative along s for a
  * smooth one, of the order of a feature's height for structure narrower than the step. The same figure as
- * roughnessLoss (Losses.h), which penalises it in training. Throws std::invalid_argument where U is not finite.
+ * roughnessLoss (Losses.h), which penalises it in training. Asks the potential for energies only (gs null).
+ * Throws std::invalid_argument where U is not finite.
  */
 FLOWFORCE_FLOW_EXPORT double fourthDifferenceAlongStep(const PotentialFunction& energy, const double* x, const double* step,
                                                        int64_t dim);
