@@ -16,6 +16,7 @@ ns=${DEMO_NS:-2}
 test_ns=${DEMO_TEST_NS:-0.5}
 epochs=${DEMO_EPOCHS:-60}
 w_rough=${DEMO_W_ROUGH:-1}
+rough_samples=${DEMO_ROUGH_SAMPLES:-0}
 replicas=${DEMO_REPLICAS:-10}
 nve_steps=${DEMO_NVE_STEPS:-10000}
 threads=${DEMO_THREADS:-1}
@@ -37,8 +38,9 @@ step "2/5 training a smooth flow: NLL + force matching (w_f = 0.001) + sub-step 
 # The roughness penalty keeps structure narrower than an MD step out of the flow's energy, so that NVE conserves
 # energy as well as with the force field. The checkpoint is named by the recipe: a demo folder of another recipe
 # trains afresh instead of refusing to continue another run's checkpoint.
-"$ff" train --data "$data" --transform smooth --w-fm 0.001 --w-rough "$w_rough" --epochs "$epochs" --lr-decay 0.97 \
-  --threads "$threads" --kld-val-samples 0 --out "$out/ala2-smooth.flow" --checkpoint "$out/ala2-smooth.rough-$w_rough.ckpt" \
+"$ff" train --data "$data" --transform smooth --w-fm 0.001 --w-rough "$w_rough" --rough-samples "$rough_samples" \
+  --epochs "$epochs" --lr-decay 0.97 --threads "$threads" --kld-val-samples 0 --out "$out/ala2-smooth.flow" \
+  --checkpoint "$out/ala2-smooth.rough-$w_rough-$rough_samples.ckpt" \
   --json "$out/train.json"
 
 step "3/5 evaluating the flow on the test trajectory and on 1000 of its own samples"

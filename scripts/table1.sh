@@ -15,6 +15,7 @@ seeds=${SEEDS:-1 2 3}
 threads=${THREADS:-2}
 epochs=${EPOCHS:-25}
 w_rough=${W_ROUGH:-1}
+rough_samples=${ROUGH_SAMPLES:-0}
 mkdir -p "$run"
 step() { printf '\n== %s  (%s)\n' "$*" "$(date '+%H:%M:%S')"; }
 
@@ -30,7 +31,8 @@ train() {  # name transform w_fm seed
   if [[ -f "$run/$name.train.json" ]]; then echo "$name: trained"; return; fi
   [[ $transform == smooth ]] && rough=$w_rough
   step "train $name ($transform, w_f = $wfm, w_rough = $rough, seed $seed, $epochs epochs)"
-  "$ff" train --data "$data" --transform "$transform" --w-fm "$wfm" --w-rough "$rough" --epochs "$epochs" --lr-decay 0.95 \
+  "$ff" train --data "$data" --transform "$transform" --w-fm "$wfm" --w-rough "$rough" --rough-samples "$rough_samples" \
+    --epochs "$epochs" --lr-decay 0.95 \
     --kld-val-samples 256 --seed "$seed" --threads "$threads" --out "$run/$name.flow" \
     --json "$run/$name.train.json"
 }

@@ -35,14 +35,14 @@ struct TrainOptions {
     double lr = 5e-4, lrDecay = 0.7, wNll = -1.0, wFm = 0.0, wKld = 0.0, valFraction = 0.1;
     double temperature = 0.0;
     double wRough = 0.0, roughStepFs = 1.0;  // sub-step roughness penalty (nats^2) and its MD step (fs)
-    int64_t roughBatch = 32;
+    int64_t roughBatch = 32, roughSamples = 0;  // data frames per batch; flow samples drawn per epoch
     uint64_t seed = 1;
     int threads = 0;
 };
 
 /** Metrics of one evaluation pass; NaN where not computed. */
 struct Metrics {
-    double nll = NAN, fme = NAN, kld = NAN, rough = NAN;
+    double nll = NAN, fme = NAN, kld = NAN, rough = NAN, roughFlow = NAN;  // roughness on data frames, on flow samples
 };
 
 /** Where a run stands after its last completed epoch. */
@@ -56,7 +56,8 @@ struct TrainingProgress {
 // Random streams: each epoch draws its batch order, its reverse-KL latents and its validation samples
 // from generators seeded by the run's seed, the stream and the epoch, so an epoch draws the same numbers
 // whether or not the run was interrupted before it.
-constexpr uint64_t kOrderStream = 7919, kKldStream = 104729, kValidationStream = 1299709, kRoughStream = 15485863;
+constexpr uint64_t kOrderStream = 7919, kKldStream = 104729, kValidationStream = 1299709, kRoughStream = 15485863,
+                   kRoughPoolStream = 32452843;
 at::Generator epochGenerator(uint64_t seed, uint64_t stream, int64_t epoch) {
     return at::detail::createCPUGenerator(seed * stream + static_cast<uint64_t>(epoch));
 }
@@ -95,6 +96,7 @@ nlohmann::json runIdentity(const TrainOptions& o, const Flow& flow) {
         id["w_rough"] = o.wRough;
         id["rough_batch"] = o.roughBatch;
         id["rough_step_fs"] = o.roughStepFs;
+        if (o.roughSamples > 0) id["rough_samples"] = o.roughSamples;
     }
     return id;
 }
@@ -189,6 +191,7 @@ void checkOptions(TrainOptions& o) {
     if (!(o.wRough >= 0 && std::isfinite(o.wRough))) throw Error("--w-rough must be >= 0");
     if (o.wRough > 0 && (o.roughBatch < 1 || !(o.roughStepFs > 0)))
         throw Error("--rough-batch and --rough-step-fs must be positive");
+    if (o.roughSamples < 0) throw Error("--rough-samples must be >= 0");
     if (o.wNll < 0) o.wNll = 1.0 - o.wFm - o.wKld;  // Table 1: w_n = 1 - w_k - w_f
     if (o.wNll < 0) throw Error("--w-fm + --w-kld exceed 1; give --w-nll explicitly");
     if (!(o.valFraction > 0 && o.valFraction < 1)) throw Error("--val-fraction must lie in (0, 1)");
@@ -278,7 +281,9 @@ void runTrain(TrainOptions o) {
     std::cerr << "train: " << flow->parameterCount() << " parameters; " << xTrain.size(0) << " training and " << xVal.size(0)
               << " validation frames of " << o.data << "; loss " << o.wNll << " NLL + " << o.wKld << " KLD + " << o.wFm
               << " FM";
-    if (o.wRough > 0) std::cerr << " + " << o.wRough << " sub-step roughness (" << o.roughStepFs << " fs steps)";
+    if (o.wRough > 0)
+        std::cerr << " + " << o.wRough << " sub-step roughness (" << o.roughStepFs << " fs steps, on data frames"
+                  << (o.roughSamples > 0 ? " and " + std::to_string(o.roughSamples) + " flow samples per epoch" : std::string()) << ")";
     std::cerr << "; T = " << o.temperature << " K\n";
 
     torch::optim::Adam opt(flow->parameters(), torch::optim::AdamOptions(o.lr));
@@ -292,6 +297,17 @@ void runTrain(TrainOptions o) {
         std::cerr << "train: resumed from " << checkpoint.statePath() << " after epoch " << progress.epoch
                   << " (--restart starts over)\n";
     }
+
+    // Flow samples as base points of the roughness penalty: MD with the flow's energy samples the flow's own
+    // density, so its configurations are where the integrator needs the energy smooth (data frames alone leave
+    // the places the flow reaches off the data unchecked). Rows with a non-finite density are dropped.
+    const bool roughOnSamples = o.wRough > 0 && o.roughSamples > 0;
+    auto flowSamples = [&](int64_t n, at::Generator gen) {
+        torch::NoGradGuard ng;
+        auto s = flow->sample(n, torch::kFloat64, gen);
+        auto finite = torch::isfinite(s.logdet).logical_and(torch::isfinite(s.out).all(1));
+        return s.out.index({finite}).contiguous();
+    };
 
     auto evaluate = [&](int64_t epoch) {
         Metrics m;
@@ -321,6 +337,10 @@ void runTrain(TrainOptions o) {
             torch::NoGradGuard ng;
             auto steps = thermalSteps(masses, o.temperature, o.roughStepFs, roughVal, epochGenerator(o.seed, kRoughStream, 0));
             m.rough = roughnessLoss(*flow, xVal.narrow(0, 0, roughVal), steps).item<double>();
+            if (roughOnSamples) {  // the same latents and steps every epoch: epochs compare like with like
+                auto x = flowSamples(roughVal, epochGenerator(o.seed, kRoughPoolStream, 0));
+                m.roughFlow = roughnessLoss(*flow, x, steps.narrow(0, 0, x.size(0))).item<double>();
+            }
         }
         return m;
     };
@@ -328,7 +348,7 @@ void runTrain(TrainOptions o) {
         double l = o.wNll * m.nll;
         if (o.wFm > 0) l += o.wFm * m.fme;
         if (o.wKld > 0) l += o.wKld * m.kld;
-        if (o.wRough > 0) l += o.wRough * m.rough;
+        if (o.wRough > 0) l += o.wRough * (roughOnSamples ? 0.5 * (m.rough + m.roughFlow) : m.rough);
         return l;
     };
 
@@ -339,6 +359,12 @@ void runTrain(TrainOptions o) {
         auto order = torch::randperm(xTrain.size(0), epochGenerator(o.seed, kOrderStream, epoch), torch::kLong);
         auto kldGen = epochGenerator(o.seed, kKldStream, epoch);
         auto roughGen = epochGenerator(o.seed, kRoughStream, epoch + 1);  // stream 0 is the validation's
+        torch::Tensor pool;  // this epoch's flow samples for the roughness penalty
+        if (roughOnSamples) {
+            std::cerr << "epoch " << epoch + 1 << "/" << o.epochs << ": drawing " << o.roughSamples
+                      << " flow samples for the roughness penalty\n";
+            pool = flowSamples(o.roughSamples, epochGenerator(o.seed, kRoughPoolStream, epoch + 1));  // 0 is the validation's
+        }
         Progress bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(o.epochs), batchesPerEpoch);
         double running = NAN;
         int64_t skipped = 0;
@@ -353,8 +379,13 @@ void runTrain(TrainOptions o) {
             }
             if (o.wRough > 0) {
                 const int64_t n = std::min(o.roughBatch, o.batch);
-                auto steps = thermalSteps(masses, o.temperature, o.roughStepFs, n, roughGen);
-                loss = loss + o.wRough * roughnessLoss(*flow, xTrain.index_select(0, idx.narrow(0, 0, n)), steps);
+                auto x = xTrain.index_select(0, idx.narrow(0, 0, n));
+                if (pool.defined() && pool.size(0) > 0) {  // as many flow samples, taken in turn from the pool
+                    auto rows = torch::arange(b * n, (b + 1) * n, torch::kLong).remainder(pool.size(0));
+                    x = torch::cat({x, pool.index_select(0, rows)});
+                }
+                auto steps = thermalSteps(masses, o.temperature, o.roughStepFs, x.size(0), roughGen);
+                loss = loss + o.wRough * roughnessLoss(*flow, x, steps);
             }
             if (o.wKld > 0) {
                 auto s = flow->sample(o.kldBatch, torch::kFloat64, kldGen);
@@ -380,6 +411,7 @@ void runTrain(TrainOptions o) {
         if (!std::isnan(m.fme)) s << ", FME " << m.fme << " nm^-2";
         if (!std::isnan(m.kld)) s << ", KLD " << m.kld << " k_B T (+const)";
         if (!std::isnan(m.rough)) s << ", roughness " << m.rough << " nats^2";
+        if (!std::isnan(m.roughFlow)) s << " (on flow samples " << m.roughFlow << ")";
         bar.finish(s.str());
         if (skipped > 0)
             std::cerr << "warning: epoch " << epoch + 1 << ": " << skipped << " of " << batchesPerEpoch
@@ -388,10 +420,11 @@ void runTrain(TrainOptions o) {
         if (!std::isnan(m.fme)) entry["val_fme_per_nm2"] = m.fme;
         if (!std::isnan(m.kld)) entry["val_kld"] = m.kld;
         if (!std::isnan(m.rough)) entry["val_roughness_nats2"] = m.rough;
+        if (!std::isnan(m.roughFlow)) entry["val_roughness_flow_samples_nats2"] = m.roughFlow;
         progress.history.push_back(entry);
         progress.epoch = epoch + 1;
         info["training"] = {{"data", o.data},  {"epochs_done", epoch + 1}, {"w_nll", o.wNll},        {"w_fm", o.wFm},
-                            {"w_kld", o.wKld}, {"w_rough", o.wRough}, {"batch", o.batch},          {"lr", o.lr},             {"lr_decay", o.lrDecay},
+                            {"w_kld", o.wKld}, {"w_rough", o.wRough}, {"rough_samples", o.roughSamples}, {"batch", o.batch},          {"lr", o.lr},             {"lr_decay", o.lrDecay},
                             {"seed", o.seed},  {"history", progress.history}};
         if (std::isfinite(vl) && vl < progress.best) {
             progress.best = vl;
@@ -458,6 +491,10 @@ void registerTrain(CLI::App& app) {
                     "thermal MD steps from training frames, structure narrower than a step that Verlet cannot integrate")
         ->capture_default_str();
     cmd->add_option("--rough-batch", o->roughBatch, "frames per batch for the roughness penalty")->capture_default_str();
+    cmd->add_option("--rough-samples", o->roughSamples,
+                    "flow samples drawn at the start of each epoch as further base points of the roughness penalty (where MD "
+                    "with the flow goes); each batch adds --rough-batch of them to its data frames (0: data frames only)")
+        ->capture_default_str();
     cmd->add_option("--rough-step-fs", o->roughStepFs, "MD time step of the roughness penalty's steps, fs")->capture_default_str();
     cmd->add_option("--kld-batch", o->kldBatch, "flow samples per batch for the KLD (default: --batch)");
     cmd->add_option("--kld-val-samples", o->kldValSamples, "flow samples for the validation KLD (0: skip)")->capture_default_str();

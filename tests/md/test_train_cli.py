@@ -191,3 +191,25 @@ def test_train_roughness_penalty(work, dataset):
     for bad in (["--w-rough", -1], ["--w-rough", 1, "--rough-step-fs", 0], ["--w-rough", 1, "--rough-batch", 0]):
         line = assert_one_line_error(run(*train_args(dataset, work, *bad), check=False), "train")
         assert "rough" in line, line
+
+
+def test_train_roughness_on_flow_samples(work, dataset):
+    """--rough-samples: the penalty also takes its base points from the flow's own samples (where MD with the flow
+    goes); validation measures it on flow samples besides data frames, and the validation loss weighs the two
+    halves equally; the count belongs to the run's identity; a negative count is a one-line error."""
+    folder = os.path.join(work, "rough-samples")
+    os.makedirs(folder)
+    run(*train_args(dataset, folder, "--w-rough", 2, "--rough-batch", 8, "--rough-samples", 16))
+    report = json.load(open(os.path.join(folder, "report.json")))
+    history = report["history"]
+    assert len(history) == EPOCHS
+    for h in history:
+        assert h["val_roughness_flow_samples_nats2"] > 0 and h["val_roughness_nats2"] > 0, h
+    losses = [h["val_nll_nats"] + 2 * 0.5 * (h["val_roughness_nats2"] + h["val_roughness_flow_samples_nats2"]) for h in history]
+    assert report["best_validation_loss"] == pytest.approx(losses[report["best_epoch"] - 1], rel=1e-9, abs=1e-9)
+    assert report["best_validation_loss"] == pytest.approx(min(losses), rel=1e-9, abs=1e-9)
+    args = train_args(dataset, folder, "--w-rough", 2, "--rough-batch", 8, "--rough-samples", 32)
+    line = assert_one_line_error(run(*args, check=False), "train")
+    assert "another run" in line and "rough_samples" in line, line
+    line = assert_one_line_error(run(*train_args(dataset, work, "--w-rough", 1, "--rough-samples", -1), check=False), "train")
+    assert "--rough-samples" in line, line
