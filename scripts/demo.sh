@@ -2,10 +2,11 @@
 # The main job on the built-in alanine dipeptide (make demo): MD data, a smooth Boltzmann generator
 # trained by likelihood + force matching + a sub-step roughness penalty, its evaluation with plots on an independent test trajectory
 # (another seed), and NVE energy conservation of the trained flow next to the classical force field
-# (10 replicas x 10 ps at 1 fs, the total energy every step). About 20 minutes on two cores.
+# (10 replicas x 10 ps at 1 fs, the total energy every step). About 25 minutes on two cores.
 #
 # Usage: scripts/demo.sh BUILD_DIR DEMO_DIR
-#        (environment: DEMO_NS, DEMO_TEST_NS, DEMO_EPOCHS, DEMO_W_ROUGH, DEMO_REPLICAS, DEMO_NVE_STEPS, and DEMO_THREADS:
+#        (environment: DEMO_NS, DEMO_TEST_NS, DEMO_EPOCHS, DEMO_W_ROUGH, DEMO_ROUGH_SAMPLES, DEMO_REPLICAS, DEMO_NVE_STEPS,
+#        and DEMO_THREADS:
 #        LibTorch threads of training and evaluation: 1 (the default) trains bit for bit reproducibly, so a run prints
 #        the README's figures; 0 = all cores)
 set -euo pipefail
@@ -16,7 +17,7 @@ ns=${DEMO_NS:-2}
 test_ns=${DEMO_TEST_NS:-0.5}
 epochs=${DEMO_EPOCHS:-60}
 w_rough=${DEMO_W_ROUGH:-1}
-rough_samples=${DEMO_ROUGH_SAMPLES:-0}
+rough_samples=${DEMO_ROUGH_SAMPLES:-128}
 replicas=${DEMO_REPLICAS:-10}
 nve_steps=${DEMO_NVE_STEPS:-10000}
 threads=${DEMO_THREADS:-1}
@@ -33,10 +34,11 @@ step "1/5 MD data: ${ns} ns of alanine dipeptide for training (amber99sbildn + O
 step "    and ${test_ns} ns from another start (seed 2) that training never sees: the test trajectory"
 "$ff" data --out "$test_data" --ns "$test_ns" --seed 2 --json "$out/data-test.json"
 
-step "2/5 training a smooth flow: NLL + force matching (w_f = 0.001) + sub-step roughness (w = $w_rough), $epochs epochs"
+step "2/5 training a smooth flow: NLL + force matching (w_f = 0.001) + sub-step roughness (w = $w_rough, on training frames and $rough_samples flow samples per epoch), $epochs epochs"
 # Short epochs on a small dataset: validate NLL and FME only (eval measures the KLD on 1000 samples).
 # The roughness penalty keeps structure narrower than an MD step out of the flow's energy, so that NVE conserves
-# energy as well as with the force field. The checkpoint is named by the recipe: a demo folder of another recipe
+# energy as well as with the force field; it looks at the flow's own samples too, since MD with the flow goes where
+# the flow, not the data, puts its density. The checkpoint is named by the recipe: a demo folder of another recipe
 # trains afresh instead of refusing to continue another run's checkpoint.
 "$ff" train --data "$data" --transform smooth --w-fm 0.001 --w-rough "$w_rough" --rough-samples "$rough_samples" \
   --epochs "$epochs" --lr-decay 0.97 --threads "$threads" --kld-val-samples 0 --out "$out/ala2-smooth.flow" \

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Table 1 of the seed paper on our own data, as mean +- std over training seeds, plus NVE energy
-# conservation of the smooth flows (docs/RESULTS.md quotes its output). Long: 1.5 hours with THREADS=1 on two
-# cores. Resumable: every step skips what is complete (data and train continue from their checkpoints),
+# conservation of the smooth flows (docs/RESULTS.md quotes its output). Long: about 3 hours on two cores, each
+# training under an hour. Resumable: every step skips what is complete (data and train continue from their checkpoints),
 # so rerun the same command after an interruption. One run per RUN_DIR at a time (the data step locks its files).
 #
 # Usage: scripts/table1.sh [RUN_DIR]   (environment: FLOWFORCE=path/to/flowforce, SEEDS="1 2 3",
-#                                        THREADS=2, EPOCHS=25, W_ROUGH=1; THREADS=1 when the machine has other work)
-# The smooth flows train with the sub-step roughness penalty (train --w-rough, W_ROUGH=0 for the paper's
-# loss alone): without it 2 of 3 seeds failed the NVE criteria (docs/RESULTS.md).
+#                                        THREADS=2, EPOCHS=25, W_ROUGH=1, ROUGH_SAMPLES=512;
+#                                        THREADS=1 when the machine has other work)
+# The smooth flows train with the sub-step roughness penalty on training frames and on 512 of the flow's own
+# samples per epoch (train --w-rough --rough-samples; W_ROUGH=0 for the paper's loss alone): without it 2 of 3
+# seeds failed the NVE criteria, on training frames alone 1 of 3 (docs/RESULTS.md).
 set -euo pipefail
 ff=${FLOWFORCE:-build/bin/flowforce}
 run=${1:-runs/table1}
@@ -15,7 +17,7 @@ seeds=${SEEDS:-1 2 3}
 threads=${THREADS:-2}
 epochs=${EPOCHS:-25}
 w_rough=${W_ROUGH:-1}
-rough_samples=${ROUGH_SAMPLES:-0}
+rough_samples=${ROUGH_SAMPLES:-512}
 mkdir -p "$run"
 step() { printf '\n== %s  (%s)\n' "$*" "$(date '+%H:%M:%S')"; }
 
