@@ -5,10 +5,9 @@
 # (10 replicas x 10 ps at 1 fs, the total energy every step). About 25 minutes on two cores.
 #
 # Usage: scripts/demo.sh BUILD_DIR DEMO_DIR
-#        (environment: DEMO_NS, DEMO_TEST_NS, DEMO_EPOCHS, DEMO_W_ROUGH, DEMO_ROUGH_SAMPLES, DEMO_REPLICAS, DEMO_NVE_STEPS,
-#        and DEMO_THREADS:
-#        LibTorch threads of training and evaluation: 1 (the default) trains bit for bit reproducibly, so a run prints
-#        the README's figures; 0 = all cores)
+#        (environment: DEMO_NS, DEMO_TEST_NS, DEMO_EPOCHS, DEMO_W_ROUGH, DEMO_ROUGH_SAMPLES, DEMO_REPLICAS,
+#        DEMO_NVE_STEPS, and DEMO_THREADS: LibTorch threads of training and evaluation, 1 (the default) trains bit for
+#        bit reproducibly, so a run prints the README's figures; 0 = all cores)
 set -euo pipefail
 
 build=${1:-build}

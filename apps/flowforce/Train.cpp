@@ -423,9 +423,10 @@ void runTrain(TrainOptions o) {
         if (!std::isnan(m.roughFlow)) entry["val_roughness_flow_samples_nats2"] = m.roughFlow;
         progress.history.push_back(entry);
         progress.epoch = epoch + 1;
-        info["training"] = {{"data", o.data},  {"epochs_done", epoch + 1}, {"w_nll", o.wNll},        {"w_fm", o.wFm},
-                            {"w_kld", o.wKld}, {"w_rough", o.wRough}, {"rough_samples", o.roughSamples}, {"batch", o.batch},          {"lr", o.lr},             {"lr_decay", o.lrDecay},
-                            {"seed", o.seed},  {"history", progress.history}};
+        info["training"] = {{"data", o.data},       {"epochs_done", epoch + 1},           {"w_nll", o.wNll},
+                            {"w_fm", o.wFm},        {"w_kld", o.wKld},                    {"w_rough", o.wRough},
+                            {"rough_samples", o.roughSamples}, {"batch", o.batch},       {"lr", o.lr},
+                            {"lr_decay", o.lrDecay}, {"seed", o.seed},                    {"history", progress.history}};
         if (std::isfinite(vl) && vl < progress.best) {
             progress.best = vl;
             progress.bestEpoch = epoch + 1;
