@@ -5,8 +5,8 @@
 # (10 replicas x 10 ps at 1 fs, the total energy every step). About 25 minutes on two cores.
 #
 # Usage: scripts/demo.sh BUILD_DIR DEMO_DIR
-#        (environment: DEMO_NS, DEMO_TEST_NS, DEMO_EPOCHS, DEMO_W_ROUGH, DEMO_ROUGH_SAMPLES, DEMO_REPLICAS,
-#        DEMO_NVE_STEPS, and DEMO_THREADS: LibTorch threads of training and evaluation, 1 (the default) trains bit for
+#        (environment: DEMO_NS, DEMO_TEST_NS, DEMO_EPOCHS, DEMO_W_ROUGH, DEMO_ROUGH_SAMPLES, DEMO_SHARPNESS_SPAN,
+#        DEMO_REPLICAS, DEMO_NVE_STEPS, and DEMO_THREADS: LibTorch threads of training and evaluation, 1 (the default) trains bit for
 #        bit reproducibly, so a run prints the README's figures; 0 = all cores)
 set -euo pipefail
 
@@ -17,6 +17,7 @@ test_ns=${DEMO_TEST_NS:-0.5}
 epochs=${DEMO_EPOCHS:-60}
 w_rough=${DEMO_W_ROUGH:-1}
 rough_samples=${DEMO_ROUGH_SAMPLES:-128}
+span=${DEMO_SHARPNESS_SPAN:-10}
 replicas=${DEMO_REPLICAS:-10}
 nve_steps=${DEMO_NVE_STEPS:-10000}
 threads=${DEMO_THREADS:-1}
@@ -39,9 +40,11 @@ step "2/5 training a smooth flow: NLL + force matching (w_f = 0.001) + sub-step 
 # energy as well as with the force field; it looks at the flow's own samples too, since MD with the flow goes where
 # the flow, not the data, puts its density. The checkpoint is named by the recipe: a demo folder of another recipe
 # trains afresh instead of refusing to continue another run's checkpoint.
+recipe="rough-$w_rough-$rough_samples"
+[[ $span == 10 ]] || recipe="$recipe.span-$span"
 "$ff" train --data "$data" --transform smooth --w-fm 0.001 --w-rough "$w_rough" --rough-samples "$rough_samples" \
-  --epochs "$epochs" --lr-decay 0.97 --threads "$threads" --kld-val-samples 0 --out "$out/ala2-smooth.flow" \
-  --checkpoint "$out/ala2-smooth.rough-$w_rough-$rough_samples.ckpt" \
+  --sharpness-span "$span" --epochs "$epochs" --lr-decay 0.97 --threads "$threads" --kld-val-samples 0 \
+  --out "$out/ala2-smooth.flow" --checkpoint "$out/ala2-smooth.$recipe.ckpt" \
   --json "$out/train.json"
 
 step "3/5 evaluating the flow on the test trajectory and on 1000 of its own samples"

@@ -5,7 +5,9 @@
 # so rerun the same command after an interruption. One run per RUN_DIR at a time (the data step locks its files).
 #
 # Usage: scripts/table1.sh [RUN_DIR]   (environment: FLOWFORCE=path/to/flowforce, SEEDS="1 2 3",
-#                                        THREADS=2, EPOCHS=25, W_ROUGH=1, ROUGH_SAMPLES=512;
+#                                        THREADS=2, EPOCHS=25, W_ROUGH=1, ROUGH_SAMPLES=512,
+#                                        SHARPNESS_SPAN=10 (the paper's alpha range; smaller for smooth flows
+#                                        with wider ramps, train --sharpness-span);
 #                                        THREADS=1 when the machine has other work)
 # The smooth flows train with the sub-step roughness penalty on training frames and on 512 of the flow's own
 # samples per epoch (train --w-rough --rough-samples; W_ROUGH=0 for the paper's loss alone): without it 2 of 3
@@ -18,6 +20,7 @@ threads=${THREADS:-2}
 epochs=${EPOCHS:-25}
 w_rough=${W_ROUGH:-1}
 rough_samples=${ROUGH_SAMPLES:-512}
+span=${SHARPNESS_SPAN:-10}
 mkdir -p "$run"
 step() { printf '\n== %s  (%s)\n' "$*" "$(date '+%H:%M:%S')"; }
 
@@ -34,7 +37,7 @@ train() {  # name transform w_fm seed
   [[ $transform == smooth ]] && rough=$w_rough
   step "train $name ($transform, w_f = $wfm, w_rough = $rough, seed $seed, $epochs epochs)"
   "$ff" train --data "$data" --transform "$transform" --w-fm "$wfm" --w-rough "$rough" --rough-samples "$rough_samples" \
-    --epochs "$epochs" --lr-decay 0.95 \
+    --sharpness-span "$span" --epochs "$epochs" --lr-decay 0.95 \
     --kld-val-samples 256 --seed "$seed" --threads "$threads" --out "$run/$name.flow" \
     --json "$run/$name.train.json"
 }

@@ -17,13 +17,14 @@ struct InitOptions {
     std::string transform = "smooth", out = "model.flow", json, activation = "sin";
     bool inverse = false;
     uint64_t seed = 1;
-    double temperature = 300.0;
+    double temperature = 300.0, sharpnessSpan = 10.0;
 };
 
 void runInit(const InitOptions& o) {
     if (!(o.temperature > 0)) throw Error("--temperature must be positive (K)");
     ModelChoice c;
     c.transform = o.transform, c.inverse = o.inverse, c.activation = o.activation, c.seed = o.seed, c.temperature = o.temperature;
+    c.sharpnessSpan = o.sharpnessSpan;
     auto m = buildMolecularModel(o.molecule, c);
     saveFlow(*m.flow, o.out, m.info);
     const int64_t params = m.flow->parameterCount();
@@ -45,6 +46,10 @@ void registerInit(CLI::App& app) {
         ->capture_default_str();
     init->add_option("--activation", io->activation, "conditioner activation (the paper's: sin)")
         ->check(CLI::IsMember({"sin", "silu", "tanh"}))
+        ->capture_default_str();
+    init->add_option("--sharpness-span", io->sharpnessSpan,
+                     "smooth transforms' ramp sharpness range: alpha in [0.866, 0.866 + span] (the paper's span: 10)")
+        ->check(CLI::Range(0.0, 10.0))
         ->capture_default_str();
     init->add_flag("--inverse", io->inverse, "smooth transforms in the inverse direction (density by root finding)");
     init->add_option("--temperature", io->temperature, "temperature stored in the model (K)")->capture_default_str();

@@ -57,11 +57,18 @@ MolecularModel buildMolecularModel(const MoleculeOptions& molecule, const ModelC
     }
     nlohmann::json t = c.transform == "smooth" ? nlohmann::json{{"type", "smooth"}, {"components", 8}}
                                                : nlohmann::json{{"type", "spline"}, {"bins", 8}};
+    if (!(c.sharpnessSpan >= 0.0 && c.sharpnessSpan <= 10.0))
+        throw Error("the sharpness span must lie in [0, 10] (the paper's range is the widest allowed)");
+    if (c.transform == "smooth" && c.sharpnessSpan != 10.0) t["sharpness_span"] = c.sharpnessSpan;  // else the paper's
     auto arch = boltzmannGeneratorArchitecture(z, t, {64, 64}, activation, c.inverse && c.transform == "smooth");
     const bool fitted = c.rangeFrames.defined();
     if (fitted) {
         try {
-            arch["embedding"] = fitDataRanges(EmbeddingSpec::fromJson(arch["embedding"]), c.rangeFrames, c.rangeMargin).toJson();
+            const auto global = EmbeddingSpec::fromJson(arch["embedding"]);
+            if (c.rangeFit != "data" && c.rangeFit != "gauss") throw Error("the fitted ranges must be data or gauss");
+            arch["embedding"] = (c.rangeFit == "gauss" ? fitDataGaussians(global, c.rangeFrames, c.gaussScale)
+                                                       : fitDataRanges(global, c.rangeFrames, c.rangeMargin))
+                                    .toJson();
         } catch (const std::exception& e) {
             throw Error(e.what());
         }
@@ -77,9 +84,10 @@ MolecularModel buildMolecularModel(const MoleculeOptions& molecule, const ModelC
               {"inverse", c.inverse},
               {"activation", c.activation},
               {"seed", c.seed},
-              {"ic_ranges", fitted ? "data" : "paper"}};
+              {"ic_ranges", fitted ? c.rangeFit : "paper"}};
     if (fitted) {
-        m.info["ic_range_margin"] = c.rangeMargin;
+        if (c.rangeFit == "data") m.info["ic_range_margin"] = c.rangeMargin;
+        if (c.rangeFit == "gauss") m.info["ic_gauss_scale"] = c.gaussScale;
         m.info["ic_range_frames"] = c.rangeFrames.size(0);
     }
     return m;

@@ -34,12 +34,20 @@ struct ModelChoice {
     std::string transform = "smooth";  ///< "smooth" (8 bump components) or "spline" (8 bins)
     bool inverse = false;              ///< smooth transforms in the inverse direction (density by root finding)
     std::string activation = "sin";    ///< conditioner activation: sin (the paper's), silu or tanh (smooth ones)
+    /** Smooth transforms: the span of the ramp sharpness, alpha in [0.866, 0.866 + span] (the paper's: 10).
+     *  A smaller span keeps every bump's ramp wider (features no narrower than about 1 / (2 alpha) of the
+     *  bump's support), at a cost in likelihood. */
+    double sharpnessSpan = 10.0;
     uint64_t seed = 1;
     double temperature = 300.0;  ///< K, stored in the model
-    /** Frames [B, 3n] (nm): when defined, every bond and angle gets its own range fitted to them with
-     *  rangeMargin (fitDataRanges, InternalCoordinates.h); otherwise the paper's fixed ranges. */
+    /** Frames [B, 3n] (nm): when defined, every bond and angle gets its own range fitted to them: with
+     *  rangeFit "data", [min, max] widened by rangeMargin (fitDataRanges, InternalCoordinates.h); with
+     *  "gauss", the gauss map at the data's mean and standard deviation (fitDataGaussians). Otherwise the
+     *  paper's fixed ranges. */
     torch::Tensor rangeFrames;
+    std::string rangeFit = "data";
     double rangeMargin = 0.5;
+    double gaussScale = 1.0;  ///< rangeFit "gauss": the map's sigma in units of the data's standard deviation
 };
 
 /** The Boltzmann-generator architecture of the seed paper (SI-2.4) for a molecule, untrained and seeded,

@@ -29,7 +29,7 @@ struct TrainOptions {
     MoleculeOptions molecule;
     std::string data, model, out = "model.flow", json, checkpoint;
     std::string transform = "smooth", icRanges = "paper", activation = "sin";
-    double icMargin = 0.5;
+    double icMargin = 0.5, icGaussScale = 1.0, sharpnessSpan = 10.0;
     bool inverse = false, resume = false, restart = false;
     int64_t epochs = 10, batch = 128, kldBatch = 0, maxFrames = 0, valMaxFrames = 2000, kldValSamples = 512;
     double lr = 5e-4, lrDecay = 0.7, wNll = -1.0, wFm = 0.0, wKld = 0.0, valFraction = 0.1;
@@ -201,13 +201,16 @@ void checkOptions(TrainOptions& o) {
     if (o.checkpoint.empty()) o.checkpoint = o.out + ".ckpt";
     if (o.kldBatch <= 0) o.kldBatch = o.batch;
     if (!(o.icMargin >= 0 && std::isfinite(o.icMargin))) throw Error("--ic-margin must be >= 0");
-    if (o.icRanges == "data" && !o.model.empty()) throw Error("--ic-ranges data fits a new model's ranges; --model brings its own");
+    if (!(o.icGaussScale > 0 && std::isfinite(o.icGaussScale))) throw Error("--ic-gauss-scale must be > 0");
+    if (o.icRanges != "paper" && !o.model.empty())
+        throw Error("--ic-ranges " + o.icRanges + " fits a new model's ranges; --model brings its own");
 }
 
 /** The new model's make-up from the options. */
 ModelChoice modelChoice(const TrainOptions& o) {
     ModelChoice c;
     c.transform = o.transform, c.inverse = o.inverse, c.activation = o.activation, c.seed = o.seed;
+    c.sharpnessSpan = o.sharpnessSpan;
     return c;
 }
 
@@ -254,15 +257,20 @@ void runTrain(TrainOptions o) {
         fVal = dataset.forces.index_select(0, valIdx) / kT;
     }
     if (o.wFm > 0 && !fTrain.defined()) throw Error(o.data + ": force matching (--w-fm) needs forces in the dataset");
-    if (o.model.empty() && o.icRanges == "data") {  // the same untrained weights, with ranges fitted to the training frames
+    if (o.model.empty() && o.icRanges != "paper") {  // the same untrained weights, with ranges fitted to the training frames
         ModelChoice c = modelChoice(o);
-        c.temperature = o.temperature, c.rangeFrames = xTrain, c.rangeMargin = o.icMargin;
+        c.temperature = o.temperature, c.rangeFrames = xTrain, c.rangeFit = o.icRanges, c.rangeMargin = o.icMargin;
+        c.gaussScale = o.icGaussScale;
         auto m = buildMolecularModel(o.molecule, c);
         flow = m.flow;
         info = m.info;
         info["temperature_K"] = o.temperature;
-        std::cerr << "train: bond and angle ranges fitted to the " << xTrain.size(0) << " training frames (margin "
-                  << o.icMargin << " of each coordinate's spread)\n";
+        if (o.icRanges == "gauss")
+            std::cerr << "train: bonds and angles enter through Gaussians fitted to the " << xTrain.size(0)
+                      << " training frames (each coordinate's mean; " << o.icGaussScale << " x its standard deviation)\n";
+        else
+            std::cerr << "train: bond and angle ranges fitted to the " << xTrain.size(0) << " training frames (margin "
+                      << o.icMargin << " of each coordinate's spread)\n";
     }
 
     // sub-step roughness: thermal steps need the atoms' masses
@@ -469,15 +477,24 @@ void registerTrain(CLI::App& app) {
     cmd->add_option("--model", o->model, "start from this model file instead of a new one");
     cmd->add_option("--transform", o->transform, "new model's transform")->check(CLI::IsMember({"smooth", "spline"}))->capture_default_str();
     cmd->add_flag("--inverse", o->inverse, "new model with the smooth transforms in the inverse direction (density by root finding)");
+    cmd->add_option("--sharpness-span", o->sharpnessSpan,
+                    "new smooth model's ramp sharpness range: alpha in [0.866, 0.866 + span] (the paper's span: 10; "
+                    "smaller keeps bumps wider)")
+        ->check(CLI::Range(0.0, 10.0))
+        ->capture_default_str();
     cmd->add_option("--activation", o->activation, "new model's conditioner activation (the paper's: sin)")
         ->check(CLI::IsMember({"sin", "silu", "tanh"}))
         ->capture_default_str();
     cmd->add_option("--ic-ranges", o->icRanges,
-                    "new model's bond and angle ranges: paper (fixed [0.05, 0.3] nm and [0.15 pi, pi] rad) or data "
-                    "(per coordinate, fitted to the training frames)")
-        ->check(CLI::IsMember({"paper", "data"}))
+                    "new model's bond and angle maps: paper (fixed ranges [0.05, 0.3] nm and [0.15 pi, pi] rad), data "
+                    "(per-coordinate ranges fitted to the training frames) or gauss (per-coordinate normal CDF at the "
+                    "training frames' mean and standard deviation: an untrained flow is harmonic in bonds and angles)")
+        ->check(CLI::IsMember({"paper", "data", "gauss"}))
         ->capture_default_str();
     cmd->add_option("--ic-margin", o->icMargin, "with --ic-ranges data: margin on each side, in units of the coordinate's spread in the data")
+        ->capture_default_str();
+    cmd->add_option("--ic-gauss-scale", o->icGaussScale,
+                    "with --ic-ranges gauss: each map's standard deviation in units of the coordinate's in the data")
         ->capture_default_str();
     cmd->add_option("--out", o->out, "best model (by validation loss)")->capture_default_str();
     cmd->add_option("--epochs", o->epochs, "epochs")->capture_default_str();

@@ -361,8 +361,10 @@ EmbeddingSpec EmbeddingSpec::fromJson(const nlohmann::json& config) {
     e.bondRange = range("bond_range", e.bondRange);
     e.angleRange = range("angle_range", e.angleRange);
     const auto boundary = getAs<std::string>(config, "boundary", "linear", where);
-    if (boundary != "linear" && boundary != "wall") throw bad(where + ": boundary must be 'linear' or 'wall'");
-    e.wall = boundary == "wall";
+    if (boundary == "linear") e.boundary = Boundary::Linear;
+    else if (boundary == "wall") e.boundary = Boundary::Wall;
+    else if (boundary == "gauss") e.boundary = Boundary::Gauss;
+    else throw bad(where + ": boundary must be 'linear', 'wall' or 'gauss'");
     e.wallSharpness = finite(getAs<double>(config, "wall_sharpness", e.wallSharpness, where), "wall_sharpness");
     if (!(e.wallSharpness >= unimodalSharpness(1) && e.wallSharpness <= 100.0))
         throw bad(where + ": wall_sharpness must lie in [0.8657, 100] (below, the wall's density has spikes)");
@@ -388,6 +390,9 @@ EmbeddingSpec EmbeddingSpec::fromJson(const nlohmann::json& config) {
     };
     e.bondRanges = ranges("bond_ranges", nb, validBond, "[lo, hi] nm with 0 <= lo < hi");
     e.angleRanges = ranges("angle_ranges", na, validAngle, "[lo, hi] rad with 0 <= lo < hi <= pi");
+    if (e.boundary == Boundary::Gauss && ((nb > 0 && e.bondRanges.empty()) || (na > 0 && e.angleRanges.empty())))
+        throw bad(where + ": boundary 'gauss' needs 'bond_ranges' and 'angle_ranges' ([mean - std, mean + std] per "
+                          "coordinate; train --ic-ranges gauss fits them)");
     return e;
 }
 
@@ -415,17 +420,19 @@ SupportViolation EmbeddingSpec::checkSupport(const double* x) const {
             v.description = "coordinate " + std::string(1, "xyz"[i % 3]) + " of particle " + std::to_string(i / 3) + " is not finite";
             return v;
         }
+    const bool gauss = boundary == Boundary::Gauss;  // support: bonds > 0, angles in (0, pi)
     int64_t bond = 0, angle = 0;
     for (const auto& r : zmatrix.rows)
         if (r[1] >= 0) {
             const Vec d = sub(x, r[0], r[1]);
             const double len = std::sqrt(dot(d, d));
             const auto bondRange = bondRangeOf(static_cast<size_t>(bond));
-            if (!(len >= bondRange[0] && len <= bondRange[1])) {
+            if (gauss ? !(len > 0.0) : !(len >= bondRange[0] && len <= bondRange[1])) {
                 v.coordinate = bond;
                 v.description = "bond " + std::to_string(bond) + " (atoms " + std::to_string(r[0]) + "-" + std::to_string(r[1]) +
-                                ") is " + num(len) + " nm, outside the model's range [" + num(bondRange[0]) + ", " +
-                                num(bondRange[1]) + "] nm";
+                                ") is " + num(len) + " nm, " +
+                                (gauss ? std::string("not positive")
+                                       : "outside the model's range [" + num(bondRange[0]) + ", " + num(bondRange[1]) + "] nm");
                 return v;
             }
             ++bond;
@@ -436,16 +443,25 @@ SupportViolation EmbeddingSpec::checkSupport(const double* x) const {
             const Vec c = cross(u, w);
             const double th = std::atan2(std::sqrt(dot(c, c)), dot(u, w));
             const auto angleRange = angleRangeOf(static_cast<size_t>(angle));
-            if (!(th >= angleRange[0] && th <= angleRange[1])) {
+            if (gauss ? !(th > 0.0 && th < M_PI) : !(th >= angleRange[0] && th <= angleRange[1])) {
                 v.coordinate = bond + angle;
                 v.description = "angle " + std::to_string(angle) + " (atoms " + std::to_string(r[0]) + "-" + std::to_string(r[1]) +
-                                "-" + std::to_string(r[2]) + ") is " + num(th) + " rad, outside the model's range [" +
-                                num(angleRange[0]) + ", " + num(angleRange[1]) + "] rad";
+                                "-" + std::to_string(r[2]) + ") is " + num(th) + " rad, " +
+                                (gauss ? std::string("not inside (0, pi)")
+                                       : "outside the model's range [" + num(angleRange[0]) + ", " + num(angleRange[1]) + "] rad");
                 return v;
             }
             ++angle;
         }
     return v;
+}
+
+const char* EmbeddingSpec::boundaryName(Boundary b) {
+    switch (b) {
+        case Boundary::Wall: return "wall";
+        case Boundary::Gauss: return "gauss";
+        default: return "linear";
+    }
 }
 
 std::vector<std::array<double, 2>> EmbeddingSpec::coordinateRanges() const {
@@ -461,8 +477,8 @@ nlohmann::json EmbeddingSpec::toJson() const {
                      {"zmatrix", zmatrix.toJson()},
                      {"bond_range", {bondRange[0], bondRange[1]}},
                      {"angle_range", {angleRange[0], angleRange[1]}},
-                     {"boundary", wall ? "wall" : "linear"}};
-    if (wall) j["wall_sharpness"] = wallSharpness;
+                     {"boundary", boundaryName(boundary)}};
+    if (boundary == Boundary::Wall) j["wall_sharpness"] = wallSharpness;
     auto list = [](const std::vector<std::array<double, 2>>& ranges) {
         nlohmann::json l = nlohmann::json::array();
         for (const auto& r : ranges) l.push_back({r[0], r[1]});

@@ -116,8 +116,18 @@ torch::Tensor InternalCoordinateLayer::internalCoordinates(const torch::Tensor& 
     return torch::cat({bonds, angles, torsions}, 1);
 }
 
+namespace {
+/** log d Phi(2t - 1)/dt at s = 2t - 1: log 2 + log phi(s) = log 2 - log sqrt(2 pi) - s^2 / 2. */
+torch::Tensor gaussLogDeriv(const torch::Tensor& s) { return (std::log(2.0) - 0.5 * std::log(2.0 * M_PI)) - 0.5 * s * s; }
+}  // namespace
+
 std::pair<torch::Tensor, torch::Tensor> InternalCoordinateLayer::toUnit(const torch::Tensor& t) const {
-    if (!spec_.wall) return {t, torch::zeros_like(t)};
+    using B = EmbeddingSpec::Boundary;
+    if (spec_.boundary == B::Linear) return {t, torch::zeros_like(t)};
+    if (spec_.boundary == B::Gauss) {
+        auto s = 2.0 * t - 1.0;  // (q - mu) / sigma
+        return {torch::special::ndtr(s), gaussLogDeriv(s)};
+    }
     // W = logistic(z), z = s (1/(1-t) - 1/t); log W' = log sigma(z) + log sigma(-z) + log(s (1/t^2 + 1/(1-t)^2))
     namespace F = torch::nn::functional;
     const double s = spec_.wallSharpness;
@@ -127,7 +137,12 @@ std::pair<torch::Tensor, torch::Tensor> InternalCoordinateLayer::toUnit(const to
 }
 
 std::pair<torch::Tensor, torch::Tensor> InternalCoordinateLayer::fromUnit(const torch::Tensor& u) const {
-    if (!spec_.wall) return {u, torch::zeros_like(u)};
+    using B = EmbeddingSpec::Boundary;
+    if (spec_.boundary == B::Linear) return {u, torch::zeros_like(u)};
+    if (spec_.boundary == B::Gauss) {
+        auto s = torch::special::ndtri(u);
+        return {0.5 * (s + 1.0), gaussLogDeriv(s)};
+    }
     // z = logit(u); t solves z t^2 + (2s - z) t - s = 0: t = 2s / (2s - z + sqrt(4s^2 + z^2)) (stable for all z)
     const double s = spec_.wallSharpness;
     auto z = torch::log(u) - torch::log1p(-u);
@@ -155,7 +170,7 @@ FlowResult InternalCoordinateLayer::forward(const torch::Tensor& x) {
     auto ut = (phi + M_PI) / (2.0 * M_PI);
     ut = ut - torch::floor(ut);  // phi = pi -> 0
     auto logdet = -2.0 * torch::log(r).sum(1) - torch::log(torch::sin(theta)).sum(1) + logDetConstant_;
-    if (spec_.wall) logdet = logdet + l.sum(1);
+    if (spec_.boundary != EmbeddingSpec::Boundary::Linear) logdet = logdet + l.sum(1);
     return {torch::cat({uba, ut}, 1), logdet};
 }
 
@@ -171,7 +186,7 @@ FlowResult InternalCoordinateLayer::inverse(const torch::Tensor& u) {
     auto r = q.narrow(1, 0, nb), theta = q.narrow(1, nb, na);
     auto phi = u.narrow(1, nb + na, nt) * (2.0 * M_PI) - M_PI;
     auto logdet = 2.0 * torch::log(r).sum(1) + torch::log(torch::sin(theta)).sum(1) - logDetConstant_;
-    if (spec_.wall) logdet = logdet - l.sum(1);
+    if (spec_.boundary != EmbeddingSpec::Boundary::Linear) logdet = logdet - l.sum(1);
 
     auto opts = u.options();
     auto ex = torch::tensor({1.0, 0.0, 0.0}, opts).expand({B, 3});
@@ -238,6 +253,35 @@ EmbeddingSpec fitDataRanges(const EmbeddingSpec& embedding, const torch::Tensor&
         const std::array<double, 2> r{std::max(g[0], mn[i] - margin * spread), std::min(g[1], mx[i] + margin * spread)};
         (bond ? fitted.bondRanges : fitted.angleRanges).push_back(r);
     }
+    return fitted;
+}
+
+EmbeddingSpec fitDataGaussians(const EmbeddingSpec& embedding, const torch::Tensor& x, double scale) {
+    if (!(scale > 0.0 && std::isfinite(scale))) throw std::invalid_argument("fit gaussians: the scale must be finite and > 0");
+    if (x.dim() != 2 || x.size(0) < 2) throw std::invalid_argument("fit gaussians: need at least 2 frames");
+    EmbeddingSpec fitted = embedding;
+    fitted.bondRanges.clear();
+    fitted.angleRanges.clear();
+    fitted.boundary = EmbeddingSpec::Boundary::Linear;  // only the coordinates are read here
+    InternalCoordinateLayer ic(fitted);
+    torch::NoGradGuard noGrad;
+    const auto nb = ic.numBonds(), na = ic.numAngles();
+    auto q = ic.internalCoordinates(x.to(torch::kFloat64)).narrow(1, 0, nb + na);
+    auto mean = q.mean(0).contiguous(), sd = q.std(0, /*unbiased=*/false).contiguous();
+    const double* mu = mean.data_ptr<double>();
+    const double* sg = sd.data_ptr<double>();
+    for (int64_t i = 0; i < nb + na; ++i) {
+        const bool bond = i < nb;
+        const std::string name = std::string(bond ? "bond " : "angle ") + std::to_string(bond ? i : i - nb);
+        const double half = scale * std::max(sg[i], 1e-9);  // a constant coordinate still gets a (narrow) Gaussian
+        const std::array<double, 2> r{mu[i] - half, mu[i] + half};
+        if (!std::isfinite(mu[i]) || !(r[0] >= 0.0) || (!bond && !(r[1] <= M_PI)))
+            throw std::invalid_argument("fit gaussians: the data's " + name + " has mean " + std::to_string(mu[i]) +
+                                        " and spread " + std::to_string(half) + (bond ? " nm" : " rad") +
+                                        ", which leaves " + (bond ? "bond lengths > 0" : "angles in (0, pi]"));
+        (bond ? fitted.bondRanges : fitted.angleRanges).push_back(r);
+    }
+    fitted.boundary = EmbeddingSpec::Boundary::Gauss;
     return fitted;
 }
 

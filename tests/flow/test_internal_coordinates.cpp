@@ -573,7 +573,7 @@ namespace {
 InternalCoordinateLayer wallLayer(const ZMatrix& z, double sharpness = 1.0) {
     EmbeddingSpec spec;
     spec.zmatrix = z;
-    spec.wall = true;
+    spec.boundary = EmbeddingSpec::Boundary::Wall;
     spec.wallSharpness = sharpness;
     return InternalCoordinateLayer(spec);
 }
@@ -652,7 +652,7 @@ namespace {
 EmbeddingSpec fittedSpec(const torch::Tensor& data, double margin, bool wall) {
     EmbeddingSpec global;
     global.zmatrix = ZMatrix::builtinAlanineDipeptide();
-    global.wall = wall;
+    global.boundary = wall ? EmbeddingSpec::Boundary::Wall : EmbeddingSpec::Boundary::Linear;
     return fitDataRanges(global, data, margin);
 }
 }  // namespace
@@ -763,4 +763,113 @@ TEST(InternalCoordinatesRanges, BadRangesAndDataAreRejectedWithTheReason) {
     auto v = withBond0(end + 1e-4);
     EXPECT_FALSE(v.inside());
     EXPECT_NE(v.description.find("bond 0"), std::string::npos) << v.description;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gauss map of bonds and angles (fitDataGaussians)
+
+namespace {
+EmbeddingSpec gaussSpec(const torch::Tensor& data) {
+    EmbeddingSpec global;
+    global.zmatrix = ZMatrix::builtinAlanineDipeptide();
+    return fitDataGaussians(global, data);
+}
+}  // namespace
+
+TEST(InternalCoordinatesGauss, FittedDataAreStandardNormalBeforeTheCdf) {
+    auto data = ala2Batch(300, 0.003, 41);
+    auto spec = gaussSpec(data);
+    ASSERT_EQ(spec.boundary, EmbeddingSpec::Boundary::Gauss);
+    ASSERT_EQ(spec.bondRanges.size(), 21u);
+    ASSERT_EQ(spec.angleRanges.size(), 20u);
+    InternalCoordinateLayer ic(spec);
+    EXPECT_EQ(ic.config().at("boundary"), "gauss");
+    // Phi^-1(u) of the training frames is (q - mean) / std: mean 0 and standard deviation 1 per coordinate
+    auto s = torch::special::ndtri(ic.forward(data).out.narrow(1, 0, 41));
+    EXPECT_LT(maxAbs(s.mean(0)), 1e-9);
+    EXPECT_LT(maxAbs(s.std(0, false) - 1.0), 1e-9);
+    // the config round-trips through JSON
+    EXPECT_EQ(makeInternalCoordinateLayer(ic.config())->config(), ic.config());
+}
+
+TEST(InternalCoordinatesGauss, RoundTripsVolumeAndGradients) {
+    auto data = ala2Batch(100, 0.004, 42);
+    InternalCoordinateLayer ic(gaussSpec(data));
+    auto gen = at::detail::createCPUGenerator(6);
+    auto u = ic.forward(data.narrow(0, 0, 20)).out.detach();
+    u.narrow(1, 0, 41).copy_(0.001 + 0.998 * torch::rand({20, 41}, gen, f64()));  // out to 3 standard deviations
+    auto inv = ic.inverse(u);
+    auto fwd = ic.forward(inv.out);
+    EXPECT_LT(maxAbs(uDiff(ic, fwd.out, u)), 1e-12);
+    EXPECT_LT(maxAbs(fwd.logdet + inv.logdet), 1e-10);
+    auto frame = frameTerm(ic, u.narrow(0, 0, 2));
+    for (int64_t b = 0; b < 2; ++b) {
+        auto J = jacobianOf([&](const torch::Tensor& v) { return ic.inverse(v.unsqueeze(0)).out; }, u[b]);
+        const double gram = 0.5 * std::get<1>(torch::linalg_slogdet(torch::matmul(J.t(), J))).item<double>();
+        EXPECT_NEAR(inv.logdet[b].item<double>(), gram + frame[b].item<double>(), 1e-9);
+    }
+    auto x = data.narrow(0, 1, 2).clone();
+    auto sfun = [&](const torch::Tensor& xx) {
+        auto r = ic.forward(xx);
+        return r.logdet + torch::sin(2 * M_PI * r.out).sum(1);
+    };
+    auto xg = x.clone().requires_grad_(true);
+    auto g = torch::autograd::grad({sfun(xg).sum()}, {xg})[0];
+    const double h = 1e-7;
+    torch::NoGradGuard ng;
+    for (int64_t j = 0; j < ic.inputDim(); j += 4) {
+        auto xp = x.clone(), xm = x.clone();
+        xp.select(1, j) += h;
+        xm.select(1, j) -= h;
+        auto fd = (sfun(xp) - sfun(xm)) / (2 * h);
+        EXPECT_LT(maxAbs(fd - g.select(1, j)), 1e-5 * (1.0 + maxAbs(fd))) << "coordinate " << j;
+    }
+}
+
+TEST(InternalCoordinatesGauss, UniformLatentGivesExactlyHarmonicBondsAndAngles) {
+    // With the identity flow (uniform density in u), -log p = sum (q - mu)^2 / (2 sigma^2) + 2 log r +
+    // log sin theta + const: the map's own part is a quadratic in each coordinate, also far outside the data
+    // (where the paper's ranges ended), so its fourth difference along any line in q vanishes.
+    auto data = ala2Batch(200, 0.003, 43);
+    auto spec = gaussSpec(data);
+    InternalCoordinateLayer ic(spec);
+    auto x = ala2Batch(5, 0.02, 44);  // 7x wider than the data: far into the tails
+    auto q = ic.internalCoordinates(x);
+    auto r = q.narrow(1, 0, 21), th = q.narrow(1, 21, 20);
+    const auto ranges = spec.coordinateRanges();
+    std::vector<double> mu, sigma;
+    for (const auto& rg : ranges) mu.push_back(0.5 * (rg[0] + rg[1])), sigma.push_back(0.5 * (rg[1] - rg[0]));
+    auto muT = torch::tensor(mu, f64()), sgT = torch::tensor(sigma, f64());
+    auto quad = ((q.narrow(1, 0, 41) - muT) / sgT).pow(2).sum(1) / 2.0;
+    auto mapPart = -ic.forward(x).logdet - 2.0 * torch::log(r).sum(1) - torch::log(torch::sin(th)).sum(1);
+    auto offset = mapPart - quad;  // the same constant for every configuration
+    EXPECT_LT(maxAbs(offset - offset[0]), 1e-9);
+    const double c = (torch::log(sgT).sum() + 41 * 0.5 * std::log(2 * M_PI) + 19 * std::log(2 * M_PI)).item<double>();
+    EXPECT_NEAR(offset[0].item<double>(), c, 1e-9);
+    // a stretched bond far beyond the paper's 0.3 nm is inside the support, with a large harmonic energy
+    auto y = x[0].clone();
+    y.narrow(0, 0, 3).add_(torch::tensor({0.4, 0.0, 0.0}, f64()));
+    EXPECT_TRUE(spec.checkSupport(y.contiguous().data_ptr<double>()).inside());
+    EXPECT_GT(-ic.forward(y.unsqueeze(0)).logdet.item<double>(), 1000.0);
+    auto collapsed = x[0].clone();
+    collapsed.narrow(0, 0, 3).copy_(collapsed.narrow(0, 3, 3));  // atom 0 on its bond partner
+    auto v = spec.checkSupport(collapsed.contiguous().data_ptr<double>());
+    EXPECT_FALSE(v.inside());
+    EXPECT_NE(v.description.find("not positive"), std::string::npos) << v.description;
+}
+
+TEST(InternalCoordinatesGauss, BadInputIsRejectedWithTheReason) {
+    auto data = ala2Batch(50, 0.004, 45);
+    auto cfg = gaussSpec(data).toJson();
+    auto noRanges = cfg;
+    noRanges.erase("angle_ranges");
+    expectInvalid([&] { makeInternalCoordinateLayer(noRanges); }, "boundary 'gauss' needs");
+    auto odd = cfg;
+    odd["boundary"] = "gaussian";
+    expectInvalid([&] { makeInternalCoordinateLayer(odd); }, "'linear', 'wall' or 'gauss'");
+    EmbeddingSpec global;
+    global.zmatrix = ZMatrix::builtinAlanineDipeptide();
+    expectInvalid([&] { fitDataGaussians(global, data.narrow(0, 0, 1)); }, "2 frames");
+    expectInvalid([&] { fitDataGaussians(global, data, 0.0); }, "scale");
+    expectInvalid([&] { fitDataGaussians(global, data, std::nan("")); }, "scale");
 }

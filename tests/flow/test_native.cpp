@@ -57,8 +57,10 @@ std::shared_ptr<Flow> molecularFlow(const nlohmann::json& transform, bool invert
                                     double spread, const std::string& boundary = "wall", bool dataRanges = false) {
     auto arch = boltzmannGeneratorArchitecture(ZMatrix::builtinAlanineDipeptide(), transform, {32, 32}, Activation::Sin, invert);
     for (auto& layer : arch["layers"]) layer["conditioner"]["heads"] = heads;
-    arch["embedding"]["boundary"] = boundary;
-    if (dataRanges)  // per-coordinate ranges fitted to configurations like the ones compared (margin 1: room for them)
+    arch["embedding"]["boundary"] = boundary == "gauss" ? "linear" : boundary;
+    if (boundary == "gauss")  // Gaussians fitted to configurations like the ones compared
+        arch["embedding"] = fitDataGaussians(EmbeddingSpec::fromJson(arch["embedding"]), nearbyConfigurations(200, 0.004, 99)).toJson();
+    else if (dataRanges)  // per-coordinate ranges fitted to configurations like the ones compared (margin 1: room for them)
         arch["embedding"] = fitDataRanges(EmbeddingSpec::fromJson(arch["embedding"]), nearbyConfigurations(200, 0.004, 99), 1.0).toJson();
     torch::manual_seed(seed);
     auto flow = std::make_shared<Flow>(arch);
@@ -113,6 +115,8 @@ std::vector<LayoutCase> layoutCases() {
         {"SmoothLinearBoundary", {{"type", "smooth"}, {"components", 8}}, false, "separate", "linear"},
         {"SmoothDataRanges", {{"type", "smooth"}, {"components", 8}}, false, "separate", "wall", true},
         {"SplineDataRangesLinear", {{"type", "spline"}, {"bins", 8}}, false, "separate", "linear", true},
+        {"SmoothGauss", {{"type", "smooth"}, {"components", 8}}, false, "separate", "gauss"},
+        {"SplineGauss", {{"type", "spline"}, {"bins", 8}}, false, "separate", "gauss"},
     };
 }
 

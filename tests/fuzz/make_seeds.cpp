@@ -107,6 +107,11 @@ int main(int argc, char** argv) {
     moleculeLinear["embedding"].erase("boundary");
     moleculeLinear["embedding"].erase("wall_sharpness");
     write(out / "fuzz_model" / "molecule4-linear-f32.flow", modelBytes(moleculeLinear, json::object(), TensorType::F32, 5));
+    json moleculeGauss = moleculeLinear;  // the gauss map: [mean - std, mean + std] per bond and angle
+    moleculeGauss["embedding"]["boundary"] = "gauss";
+    moleculeGauss["embedding"]["bond_ranges"] = {{0.105, 0.111}, {0.150, 0.156}, {0.120, 0.126}};
+    moleculeGauss["embedding"]["angle_ranges"] = {{1.85, 1.95}, {2.05, 2.15}};
+    write(out / "fuzz_model" / "molecule4-gauss.flow", modelBytes(moleculeGauss, json::object(), TensorType::F64, 6));
 
     // --- FlowForce XML
     {

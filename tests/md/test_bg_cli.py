@@ -156,6 +156,37 @@ def test_bg_train_fits_ranges_to_the_data(work, dataset):
     assert "brings its own" in err
 
 
+def test_bg_train_gauss_map(work, dataset):
+    """--ic-ranges gauss: each bond's and angle's [mean - k std, mean + k std] of the training frames."""
+    model = os.path.join(work, "gauss.flow")
+    p = run("train", "--data", dataset, "--ic-ranges", "gauss", "--ic-gauss-scale", 2, "--epochs", 1, "--batch", 16,
+            "--kld-val-samples", 0, "--threads", 1, "--out", model)
+    assert "Gaussians fitted to the 72 training frames" in p.stderr and "2 x its standard deviation" in p.stderr
+    emb = json.loads(model_header(model)["__metadata__"]["architecture"])["embedding"]
+    assert emb["boundary"] == "gauss"
+    assert len(emb["bond_ranges"]) == 21 and len(emb["angle_ranges"]) == 20
+    for lo, hi in emb["bond_ranges"]:
+        assert 0.08 < lo < hi < 0.17 and hi - lo < 0.02  # about a C-H or heavy-atom bond, +-2 thermal spreads
+    run("eval", "--model", model, "--data", dataset, "--samples", 8, "--stiffness-frames", 2, "--threads", 1)
+    err = assert_one_line_error(run("train", "--data", dataset, "--ic-ranges", "gauss", "--ic-gauss-scale", 0,
+                                    "--out", os.path.join(work, "g0.flow"), check=False), "train")
+    assert "--ic-gauss-scale" in err
+
+
+def test_bg_init_sharpness_span(work):
+    """--sharpness-span narrows the smooth transforms' ramp sharpness (alpha) range; the paper's is the widest."""
+    out = os.path.join(work, "span2.flow")
+    run("init", "--sharpness-span", 2, "--out", out)
+    arch = json.loads(model_header(out)["__metadata__"]["architecture"])
+    assert {layer["transform"]["sharpness_span"] for layer in arch["layers"]} == {2.0}
+    paper = os.path.join(work, "span10.flow")
+    run("init", "--out", paper)
+    arch = json.loads(model_header(paper)["__metadata__"]["architecture"])
+    assert {layer["transform"]["sharpness_span"] for layer in arch["layers"]} == {10.0}
+    p = run("init", "--sharpness-span", 11, "--out", out, check=False)  # wider than the paper's: refused
+    assert p.returncode != 0 and "11" in p.stderr
+
+
 def test_bg_training_lowers_held_out_nll(work, test_data, trained):
     """The trained model (seed 1) describes unseen frames better than the untrained model it started from."""
     model, _ = trained

@@ -70,7 +70,7 @@ struct Embedding {
     std::vector<std::array<int64_t, 4>> torsions;   // (atom, b, a, t)
     std::vector<double> lower, width;  // per bond, then per angle: range start and width (nm or rad)
     double logDetConstant = 0;
-    bool wall = false;  // smooth-wall map of bonds and angles (Architecture.h, EmbeddingSpec)
+    EmbeddingSpec::Boundary boundary = EmbeddingSpec::Boundary::Linear;  // map of bonds and angles to [0,1]
     double wallSharpness = 1.0;
 };
 
@@ -139,15 +139,31 @@ Wall wallAt(double t, double s) {
     return w;
 }
 
+/** The gauss map at t: Phi(s), s = 2t - 1 (Architecture.h, EmbeddingSpec), in the same form as Wall. */
+Wall gaussAt(double t) {
+    const double s = 2.0 * t - 1.0;
+    Wall w;
+    w.W = 0.5 * std::erfc(-s / std::sqrt(2.0));
+    w.logDeriv = std::log(2.0) - 0.5 * std::log(2.0 * kPi) - 0.5 * s * s;
+    w.deriv = std::exp(w.logDeriv);
+    w.dlogDeriv = -2.0 * s;
+    return w;
+}
+
+/** The map of t = (q - lo) / width to [0,1] with its log-derivative (Linear: the identity, not called). */
+Wall unitMap(const Embedding& e, double t) {
+    return e.boundary == EmbeddingSpec::Boundary::Gauss ? gaussAt(t) : wallAt(t, e.wallSharpness);
+}
+
 /** Unit coordinates u [dim] and the log-determinant of the internal-coordinate map. */
 double icForward(const Embedding& e, const double* x, double* u) {
     double logdet = e.logDetConstant;
     auto unit = [&](double t, double& out) {
-        if (!e.wall) {
+        if (e.boundary == EmbeddingSpec::Boundary::Linear) {
             out = t;
             return;
         }
-        const Wall w = wallAt(t, e.wallSharpness);
+        const Wall w = unitMap(e, t);
         out = w.W;
         logdet += w.logDeriv;
     };
@@ -176,8 +192,8 @@ double icForward(const Embedding& e, const double* x, double* u) {
 
 /** Cotangent of t = (q - lo)/width from the cotangents of the unit coordinate and of the log-determinant. */
 double unitBackward(const Embedding& e, double t, double ubar, double ldbar) {
-    if (!e.wall) return ubar;
-    const Wall w = wallAt(t, e.wallSharpness);
+    if (e.boundary == EmbeddingSpec::Boundary::Linear) return ubar;
+    const Wall w = unitMap(e, t);
     return ubar * w.deriv + ldbar * w.dlogDeriv;
 }
 
@@ -734,7 +750,7 @@ std::shared_ptr<const NativeFlow> NativeFlow::compile(const ModelFile& model, co
         e.nb = static_cast<int64_t>(e.bonds.size());
         e.na = static_cast<int64_t>(e.angles.size());
         e.nt = static_cast<int64_t>(e.torsions.size());
-        e.wall = spec.embedding->wall;
+        e.boundary = spec.embedding->boundary;
         e.wallSharpness = spec.embedding->wallSharpness;
         e.logDetConstant = -static_cast<double>(e.nt) * std::log(2.0 * native::kPi);
         for (const auto& r : spec.embedding->coordinateRanges()) {

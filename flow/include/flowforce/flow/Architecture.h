@@ -153,32 +153,45 @@ struct FLOWFORCE_FLOW_EXPORT SupportViolation {
 };
 
 /** The internal-coordinate embedding (InternalCoordinates.h). Bonds and angles map from their ranges to
- *  [0,1]: linearly (the paper's map), or through the smooth wall W(t) = sigma[rho](t) with the exponential
- *  ramp of sharpness s (W(t) = logistic(s (1/(1-t) - 1/t)) for t = (q - lo) / (hi - lo)). W is C-infinity
- *  and its derivative vanishes with all derivatives at both ends, so the density in Cartesian space goes
- *  to zero smoothly at the ends of the ranges: -log p rises like s/t, a wall that keeps bonds inside their
- *  range and angles away from 180 degrees, where the torsions that use them are undefined. */
+ *  [0,1] by one of three maps of t = (q - lo) / (hi - lo) (JSON "boundary"):
+ *  - "linear" (the paper's map, the default): u = t.
+ *  - "wall": the smooth wall W(t) = sigma[rho](t) with the exponential ramp of sharpness s
+ *    (W(t) = logistic(s (1/(1-t) - 1/t))). W is C-infinity and its derivative vanishes with all derivatives
+ *    at both ends, so the density in Cartesian space goes to zero smoothly at the ends of the ranges:
+ *    -log p rises like s/t, a wall that keeps bonds inside their range and angles away from 180 degrees,
+ *    where the torsions that use them are undefined.
+ *  - "gauss": the normal CDF u = Phi(2t - 1) = Phi((q - mu) / sigma), where each coordinate's [lo, hi] is
+ *    [mu - sigma, mu + sigma] (per-coordinate ranges are required; fitDataGaussians fits them). A flow
+ *    that is the identity on a coordinate gives it exactly a harmonic potential -log p = (q - mu)^2 /
+ *    (2 sigma^2) + const (zero fourth derivative, as a force field's bond or angle term), so the mixture
+ *    transforms only carry the anharmonic correction; far from the data -log p keeps rising
+ *    quadratically. The support is every bond > 0 and every angle in (0, pi). */
 struct FLOWFORCE_FLOW_EXPORT EmbeddingSpec {
+    enum class Boundary { Linear, Wall, Gauss };
     ZMatrix zmatrix;
     std::array<double, 2> bondRange{0.05, 0.3};          ///< nm
     std::array<double, 2> angleRange{0.15 * 3.14159265358979323846, 3.14159265358979323846};  ///< rad
-    bool wall = false;           ///< JSON "boundary": "wall" (true) or "linear" (false, the default)
+    Boundary boundary = Boundary::Linear;  ///< JSON "boundary": "linear" (default), "wall" or "gauss"
     double wallSharpness = 1.0;  ///< s of the wall map, >= the unimodal bound 0.8657 (JSON "wall_sharpness")
     /** Optional per-coordinate ranges (JSON "bond_ranges": [[lo, hi] nm, ...] with one entry per bond, and
      *  "angle_ranges": [[lo, hi] rad, ...] with one per angle, in the output order): when present they
-     *  replace bondRange / angleRange for that coordinate (fitDataRanges, InternalCoordinates.h). */
+     *  replace bondRange / angleRange for that coordinate (fitDataRanges, fitDataGaussians in
+     *  InternalCoordinates.h). With the gauss map each is [mu - sigma, mu + sigma]. */
     std::vector<std::array<double, 2>> bondRanges, angleRanges;
     /** The range of bond i (nm) and of angle i (rad), i in output order (0-based within the kind). */
     std::array<double, 2> bondRangeOf(size_t i) const { return bondRanges.empty() ? bondRange : bondRanges.at(i); }
     std::array<double, 2> angleRangeOf(size_t i) const { return angleRanges.empty() ? angleRange : angleRanges.at(i); }
     /** The range of every bond, then of every angle (the output order of the internal coordinates). */
     std::vector<std::array<double, 2>> coordinateRanges() const;
+    /** The JSON name of a boundary map ("linear", "wall", "gauss"). */
+    static const char* boundaryName(Boundary b);
     static EmbeddingSpec fromJson(const nlohmann::json& config);
     nlohmann::json toJson() const;
     int64_t numAtoms() const { return zmatrix.numAtoms(); }
     /** The support rule, the same for trainer, evaluator and plugin: every position finite, every bond
-     *  within its range and every angle within its range (torsions are unbounded). Outside, the flow's
-     *  density is zero and -log p does not exist. x: [3 n] positions in nm. */
+     *  within its range and every angle within its range (torsions are unbounded); with the gauss map
+     *  every bond > 0 and every angle in (0, pi). Outside, the flow's density is zero and -log p
+     *  does not exist. x: [3 n] positions in nm. */
     SupportViolation checkSupport(const double* x) const;
 };
 

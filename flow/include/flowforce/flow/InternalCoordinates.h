@@ -51,8 +51,8 @@ struct FLOWFORCE_FLOW_EXPORT ICIndex {
  * Output layout: all bonds (rows with a bond reference, in row order), then all angles (rows with an
  * angle reference, in row order), then all torsions (rows with a torsion reference, in row order).
  * Bonds map linearly from [bondMin, bondMax] (nm), angles from [angleMin, angleMax] (rad) to [0,1]
- * (values outside the range map outside [0,1]; they are not clamped), or through the smooth wall
- * (EmbeddingSpec); the ranges are global or per coordinate (EmbeddingSpec::bondRanges, fitDataRanges);
+ * (values outside the range map outside [0,1]; they are not clamped), through the smooth wall, or
+ * through the normal CDF at each coordinate's mean and standard deviation (EmbeddingSpec::Boundary); the ranges are global or per coordinate (EmbeddingSpec::bondRanges, fitDataRanges);
  * torsions map from (-pi, pi] onto the circle [0,1) by u = (phi + pi) / 2pi, wrapped.
  *
  * Log-determinant convention (p(x) = p_u(u(x)) * exp(forward logdet) is a density on Cartesian space
@@ -61,7 +61,7 @@ struct FLOWFORCE_FLOW_EXPORT ICIndex {
  * identity, total volume 8 pi^2):
  *   forward logdet = - sum_{bonds} 2 log r_i - sum_{angles} log sin theta_i
  *                    - sum_{bonds} log(bondMax_i - bondMin_i) - sum_{angles} log(angleMax_i - angleMin_i)
- *                    - nTorsions log 2pi
+ *                    - nTorsions log 2pi  (+ sum log W'(t_i) over bonds and angles for the wall and gauss maps)
  * where the sums include the frame atoms (the bond of the bond-only atom, the bond and angle of the
  * frame atom). inverse logdet is exactly minus that at the same configuration. It is the log of
  * |det d x / d(t, omega, u)| of x = R(omega) x_frame(u) + t at t = 0, omega = 0; the Gram determinant
@@ -93,7 +93,7 @@ public:
      *  the output layout, [B, 3n-6], before the maps to [0,1]. */
     torch::Tensor internalCoordinates(const torch::Tensor& x) const;
     /** du/dq of the maps to [0,1] at raw internal coordinates q [B, 3n-6] (1/nm, 1/rad): 1/range (linear),
-     *  W'(t)/range (wall), 1/(2 pi) for torsions. */
+     *  W'(t)/range (wall, gauss), 1/(2 pi) for torsions. */
     torch::Tensor unitDerivative(const torch::Tensor& q) const;
 
     /** The z-matrix. */
@@ -145,6 +145,14 @@ private:
  *  uniform density on a few percent of [0,1]. Throws std::invalid_argument on fewer than 2 frames, on a
  *  negative margin, or on data outside the global ranges. */
 FLOWFORCE_FLOW_EXPORT EmbeddingSpec fitDataRanges(const EmbeddingSpec& embedding, const torch::Tensor& x, double margin);
+
+/** The embedding with the gauss map (EmbeddingSpec) fitted to data: each bond's and angle's [lo, hi] is
+ *  [mu - scale sigma, mu + scale sigma] with mu and sigma the coordinate's mean and standard deviation over
+ *  the frames x [B, 3n] (nm). With scale 1 a Gaussian coordinate is uniform on [0,1] after the map, which is
+ *  what the flow's uniform base has; the flow then only learns the departures from harmonic. Throws
+ *  std::invalid_argument with the reason on fewer than 2 frames, a scale not finite and > 0, or data whose
+ *  fitted interval leaves bonds > 0 / angles <= pi. */
+FLOWFORCE_FLOW_EXPORT EmbeddingSpec fitDataGaussians(const EmbeddingSpec& embedding, const torch::Tensor& x, double scale = 1.0);
 
 /** Builds an InternalCoordinateLayer from its config() (throws std::invalid_argument). */
 FLOWFORCE_FLOW_EXPORT std::shared_ptr<InternalCoordinateLayer> makeInternalCoordinateLayer(const nlohmann::json& config);
