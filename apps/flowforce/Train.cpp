@@ -204,6 +204,8 @@ void checkOptions(TrainOptions& o) {
     if (!(o.icGaussScale > 0 && std::isfinite(o.icGaussScale))) throw Error("--ic-gauss-scale must be > 0");
     if (o.icRanges != "paper" && !o.model.empty())
         throw Error("--ic-ranges " + o.icRanges + " fits a new model's ranges; --model brings its own");
+    if (o.sharpnessSpan != 10.0 && !o.model.empty())
+        throw Error("--sharpness-span shapes a new model's transforms; --model brings its own");
 }
 
 /** The new model's make-up from the options. */

@@ -171,6 +171,9 @@ def test_bg_train_gauss_map(work, dataset):
     err = assert_one_line_error(run("train", "--data", dataset, "--ic-ranges", "gauss", "--ic-gauss-scale", 0,
                                     "--out", os.path.join(work, "g0.flow"), check=False), "train")
     assert "--ic-gauss-scale" in err
+    err = assert_one_line_error(run("train", "--data", dataset, "--model", model, "--sharpness-span", 2,
+                                    "--out", os.path.join(work, "g1.flow"), check=False), "train")
+    assert "brings its own" in err
 
 
 def test_bg_init_sharpness_span(work):
