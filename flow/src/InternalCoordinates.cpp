@@ -227,23 +227,34 @@ nlohmann::json InternalCoordinateLayer::config() const {
     return spec_.toJson();
 }
 
-EmbeddingSpec fitDataRanges(const EmbeddingSpec& embedding, const torch::Tensor& x, double margin) {
-    if (!(margin >= 0.0 && std::isfinite(margin))) throw std::invalid_argument("fit ranges: the margin must be finite and >= 0");
-    if (x.dim() != 2 || x.size(0) < 2) throw std::invalid_argument("fit ranges: need at least 2 frames");
-    EmbeddingSpec global = embedding;
-    global.bondRanges.clear();
-    global.angleRanges.clear();
-    InternalCoordinateLayer ic(global);
+namespace {
+/** The bonds (nm) and angles (rad) of frames x [B, 3n] under the embedding's z-matrix, [B, nb + na], with nb;
+ *  at least 2 frames (else std::invalid_argument naming what). */
+std::pair<torch::Tensor, int64_t> bondsAndAnglesOf(const EmbeddingSpec& embedding, const torch::Tensor& x, const std::string& what) {
+    if (x.dim() != 2 || x.size(0) < 2) throw std::invalid_argument(what + ": need at least 2 frames");
+    EmbeddingSpec plain = embedding;  // only the geometry is read: global ranges and the linear map always build
+    plain.bondRanges.clear();
+    plain.angleRanges.clear();
+    plain.boundary = EmbeddingSpec::Boundary::Linear;
+    InternalCoordinateLayer ic(plain);
     torch::NoGradGuard noGrad;
     const auto nb = ic.numBonds(), na = ic.numAngles();
-    auto q = ic.internalCoordinates(x.to(torch::kFloat64)).narrow(1, 0, nb + na).contiguous();
+    return {ic.internalCoordinates(x.to(torch::kFloat64)).narrow(1, 0, nb + na).contiguous(), nb};
+}
+}  // namespace
+
+EmbeddingSpec fitDataRanges(const EmbeddingSpec& embedding, const torch::Tensor& x, double margin) {
+    if (!(margin >= 0.0 && std::isfinite(margin))) throw std::invalid_argument("fit ranges: the margin must be finite and >= 0");
+    const auto [q, nb] = bondsAndAnglesOf(embedding, x, "fit ranges");
+    EmbeddingSpec fitted = embedding;
+    fitted.bondRanges.clear();
+    fitted.angleRanges.clear();
     auto qmin = std::get<0>(q.min(0)).contiguous(), qmax = std::get<0>(q.max(0)).contiguous();
     const double* mn = qmin.data_ptr<double>();
     const double* mx = qmax.data_ptr<double>();
-    EmbeddingSpec fitted = global;
-    for (int64_t i = 0; i < nb + na; ++i) {
+    for (int64_t i = 0; i < q.size(1); ++i) {
         const bool bond = i < nb;
-        const auto g = bond ? global.bondRange : global.angleRange;
+        const auto g = bond ? embedding.bondRange : embedding.angleRange;  // the global range
         const std::string name = std::string(bond ? "bond " : "angle ") + std::to_string(bond ? i : i - nb);
         if (!(mn[i] > g[0] && mx[i] < g[1]))
             throw std::invalid_argument("fit ranges: the data's " + name + " spans [" + std::to_string(mn[i]) + ", " +
@@ -258,19 +269,15 @@ EmbeddingSpec fitDataRanges(const EmbeddingSpec& embedding, const torch::Tensor&
 
 EmbeddingSpec fitDataGaussians(const EmbeddingSpec& embedding, const torch::Tensor& x, double scale) {
     if (!(scale > 0.0 && std::isfinite(scale))) throw std::invalid_argument("fit gaussians: the scale must be finite and > 0");
-    if (x.dim() != 2 || x.size(0) < 2) throw std::invalid_argument("fit gaussians: need at least 2 frames");
+    const auto [q, nb] = bondsAndAnglesOf(embedding, x, "fit gaussians");
     EmbeddingSpec fitted = embedding;
     fitted.bondRanges.clear();
     fitted.angleRanges.clear();
-    fitted.boundary = EmbeddingSpec::Boundary::Linear;  // only the coordinates are read here
-    InternalCoordinateLayer ic(fitted);
-    torch::NoGradGuard noGrad;
-    const auto nb = ic.numBonds(), na = ic.numAngles();
-    auto q = ic.internalCoordinates(x.to(torch::kFloat64)).narrow(1, 0, nb + na);
+    fitted.boundary = EmbeddingSpec::Boundary::Gauss;
     auto mean = q.mean(0).contiguous(), sd = q.std(0, /*unbiased=*/false).contiguous();
     const double* mu = mean.data_ptr<double>();
     const double* sg = sd.data_ptr<double>();
-    for (int64_t i = 0; i < nb + na; ++i) {
+    for (int64_t i = 0; i < q.size(1); ++i) {
         const bool bond = i < nb;
         const std::string name = std::string(bond ? "bond " : "angle ") + std::to_string(bond ? i : i - nb);
         const double half = scale * std::max(sg[i], 1e-9);  // a constant coordinate still gets a (narrow) Gaussian
@@ -281,7 +288,6 @@ EmbeddingSpec fitDataGaussians(const EmbeddingSpec& embedding, const torch::Tens
                                         ", which leaves " + (bond ? "bond lengths > 0" : "angles in (0, pi]"));
         (bond ? fitted.bondRanges : fitted.angleRanges).push_back(r);
     }
-    fitted.boundary = EmbeddingSpec::Boundary::Gauss;
     return fitted;
 }
 

@@ -649,6 +649,43 @@ TEST(InternalCoordinatesWall, DensityVanishesSmoothlyAtTheEndsOfTheRanges) {
 // Per-coordinate bond and angle ranges fitted to data (fitDataRanges)
 
 namespace {
+/** For a layer with per-coordinate bond and angle maps (41 of them, alanine dipeptide) and frames data: u of the
+ *  first 20 frames with bonds and angles redrawn uniformly in [uLow, uLow + uWidth] round-trips, the log-dets are
+ *  opposite, the inverse logdet is the Cartesian volume (Gram determinant plus frame term), and the forward map's
+ *  gradients match central differences on every stride-th coordinate of two frames. */
+void expectBijectiveVolumeAndGradients(InternalCoordinateLayer& ic, const torch::Tensor& data, double uLow, double uWidth,
+                                       uint64_t seed, int64_t stride, const std::string& label) {
+    auto gen = at::detail::createCPUGenerator(seed);
+    auto u = ic.forward(data.narrow(0, 0, 20)).out.detach();
+    u.narrow(1, 0, 41).copy_(uLow + uWidth * torch::rand({20, 41}, gen, f64()));
+    auto inv = ic.inverse(u);
+    auto fwd = ic.forward(inv.out);
+    EXPECT_LT(maxAbs(uDiff(ic, fwd.out, u)), 1e-12) << label;
+    EXPECT_LT(maxAbs(fwd.logdet + inv.logdet), 1e-10) << label;
+    auto frame = frameTerm(ic, u.narrow(0, 0, 2));
+    for (int64_t b = 0; b < 2; ++b) {
+        auto J = jacobianOf([&](const torch::Tensor& v) { return ic.inverse(v.unsqueeze(0)).out; }, u[b]);
+        const double gram = 0.5 * std::get<1>(torch::linalg_slogdet(torch::matmul(J.t(), J))).item<double>();
+        EXPECT_NEAR(inv.logdet[b].item<double>(), gram + frame[b].item<double>(), 1e-9) << label;
+    }
+    auto x = data.narrow(0, 1, 2).clone();
+    auto s = [&](const torch::Tensor& xx) {
+        auto r = ic.forward(xx);
+        return r.logdet + torch::sin(2 * M_PI * r.out).sum(1);
+    };
+    auto xg = x.clone().requires_grad_(true);
+    auto g = torch::autograd::grad({s(xg).sum()}, {xg})[0];
+    const double h = 1e-7;
+    torch::NoGradGuard ng;
+    for (int64_t j = 0; j < ic.inputDim(); j += stride) {
+        auto xp = x.clone(), xm = x.clone();
+        xp.select(1, j) += h;
+        xm.select(1, j) -= h;
+        auto fd = (s(xp) - s(xm)) / (2 * h);
+        EXPECT_LT(maxAbs(fd - g.select(1, j)), 1e-5 * (1.0 + maxAbs(fd))) << "coordinate " << j << " " << label;
+    }
+}
+
 EmbeddingSpec fittedSpec(const torch::Tensor& data, double margin, bool wall) {
     EmbeddingSpec global;
     global.zmatrix = ZMatrix::builtinAlanineDipeptide();
@@ -688,37 +725,7 @@ TEST(InternalCoordinatesRanges, ConfigRoundTripsAndTheMapStaysAVolumeOfCartesian
         ASSERT_TRUE(cfg.contains("bond_ranges") && cfg.contains("angle_ranges"));
         auto rebuilt = makeInternalCoordinateLayer(cfg);
         EXPECT_EQ(rebuilt->config(), cfg);
-        // bijective on the support, log-dets opposite, and the inverse logdet is the Cartesian volume
-        auto gen = at::detail::createCPUGenerator(5);
-        auto u = ic.forward(data.narrow(0, 0, 20)).out.detach();
-        u.narrow(1, 0, 41).copy_(0.1 + 0.8 * torch::rand({20, 41}, gen, f64()));  // anywhere inside the ranges
-        auto inv = ic.inverse(u);
-        auto fwd = ic.forward(inv.out);
-        EXPECT_LT(maxAbs(uDiff(ic, fwd.out, u)), 1e-12);
-        EXPECT_LT(maxAbs(fwd.logdet + inv.logdet), 1e-10);
-        auto frame = frameTerm(ic, u.narrow(0, 0, 2));
-        for (int64_t b = 0; b < 2; ++b) {
-            auto J = jacobianOf([&](const torch::Tensor& v) { return ic.inverse(v.unsqueeze(0)).out; }, u[b]);
-            const double gram = 0.5 * std::get<1>(torch::linalg_slogdet(torch::matmul(J.t(), J))).item<double>();
-            EXPECT_NEAR(inv.logdet[b].item<double>(), gram + frame[b].item<double>(), 1e-9) << "wall " << wall;
-        }
-        // gradients of the forward map against central differences
-        auto x = data.narrow(0, 1, 2).clone();
-        auto s = [&](const torch::Tensor& xx) {
-            auto r = ic.forward(xx);
-            return r.logdet + torch::sin(2 * M_PI * r.out).sum(1);
-        };
-        auto xg = x.clone().requires_grad_(true);
-        auto g = torch::autograd::grad({s(xg).sum()}, {xg})[0];
-        const double h = 1e-7;
-        torch::NoGradGuard ng;
-        for (int64_t j = 0; j < ic.inputDim(); j += 5) {
-            auto xp = x.clone(), xm = x.clone();
-            xp.select(1, j) += h;
-            xm.select(1, j) -= h;
-            auto fd = (s(xp) - s(xm)) / (2 * h);
-            EXPECT_LT(maxAbs(fd - g.select(1, j)), 1e-5 * (1.0 + maxAbs(fd))) << "coordinate " << j << " wall " << wall;
-        }
+        expectBijectiveVolumeAndGradients(ic, data, 0.1, 0.8, 5, 5, std::string("wall ") + (wall ? "1" : "0"));
     }
 }
 
@@ -795,35 +802,7 @@ TEST(InternalCoordinatesGauss, FittedDataAreStandardNormalBeforeTheCdf) {
 TEST(InternalCoordinatesGauss, RoundTripsVolumeAndGradients) {
     auto data = ala2Batch(100, 0.004, 42);
     InternalCoordinateLayer ic(gaussSpec(data));
-    auto gen = at::detail::createCPUGenerator(6);
-    auto u = ic.forward(data.narrow(0, 0, 20)).out.detach();
-    u.narrow(1, 0, 41).copy_(0.001 + 0.998 * torch::rand({20, 41}, gen, f64()));  // out to 3 standard deviations
-    auto inv = ic.inverse(u);
-    auto fwd = ic.forward(inv.out);
-    EXPECT_LT(maxAbs(uDiff(ic, fwd.out, u)), 1e-12);
-    EXPECT_LT(maxAbs(fwd.logdet + inv.logdet), 1e-10);
-    auto frame = frameTerm(ic, u.narrow(0, 0, 2));
-    for (int64_t b = 0; b < 2; ++b) {
-        auto J = jacobianOf([&](const torch::Tensor& v) { return ic.inverse(v.unsqueeze(0)).out; }, u[b]);
-        const double gram = 0.5 * std::get<1>(torch::linalg_slogdet(torch::matmul(J.t(), J))).item<double>();
-        EXPECT_NEAR(inv.logdet[b].item<double>(), gram + frame[b].item<double>(), 1e-9);
-    }
-    auto x = data.narrow(0, 1, 2).clone();
-    auto sfun = [&](const torch::Tensor& xx) {
-        auto r = ic.forward(xx);
-        return r.logdet + torch::sin(2 * M_PI * r.out).sum(1);
-    };
-    auto xg = x.clone().requires_grad_(true);
-    auto g = torch::autograd::grad({sfun(xg).sum()}, {xg})[0];
-    const double h = 1e-7;
-    torch::NoGradGuard ng;
-    for (int64_t j = 0; j < ic.inputDim(); j += 4) {
-        auto xp = x.clone(), xm = x.clone();
-        xp.select(1, j) += h;
-        xm.select(1, j) -= h;
-        auto fd = (sfun(xp) - sfun(xm)) / (2 * h);
-        EXPECT_LT(maxAbs(fd - g.select(1, j)), 1e-5 * (1.0 + maxAbs(fd))) << "coordinate " << j;
-    }
+    expectBijectiveVolumeAndGradients(ic, data, 0.001, 0.998, 6, 4, "gauss");  // u out to 3 standard deviations
 }
 
 TEST(InternalCoordinatesGauss, UniformLatentGivesExactlyHarmonicBondsAndAngles) {

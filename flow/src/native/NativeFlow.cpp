@@ -121,16 +121,17 @@ double dihedralValue(V3 p0, V3 p1, V3 p2, V3 p3) {
     return phi <= -kPi ? phi + 2.0 * kPi : phi;
 }
 
-/** The smooth wall at t in (0,1): W(t), log W'(t), W'(t) and d log W'(t)/dt (Architecture.h, EmbeddingSpec). */
-struct Wall {
+/** A map of t to [0,1] at one t: W(t), log W'(t), W'(t) and d log W'(t)/dt (Architecture.h, EmbeddingSpec). */
+struct UnitMapValue {
     double W, logDeriv, deriv, dlogDeriv;
 };
-Wall wallAt(double t, double s) {
+/** The smooth wall at t in (0,1). */
+UnitMapValue wallAt(double t, double s) {
     const double it = 1.0 / t, iu = 1.0 / (1.0 - t);
     const double z = s * (iu - it);
     const double dphi = iu * iu + it * it, ddphi = 2.0 * (iu * iu * iu - it * it * it);
     const double e = std::exp(-std::fabs(z)), sg = z >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-    Wall w;
+    UnitMapValue w;
     w.W = sg;
     // log sigma(z) + log sigma(-z) = -(|z| + 2 log(1 + e^-|z|))
     w.logDeriv = -(std::fabs(z) + 2.0 * std::log1p(e)) + std::log(s * dphi);
@@ -139,10 +140,10 @@ Wall wallAt(double t, double s) {
     return w;
 }
 
-/** The gauss map at t: Phi(s), s = 2t - 1 (Architecture.h, EmbeddingSpec), in the same form as Wall. */
-Wall gaussAt(double t) {
+/** The gauss map at t: Phi(s), s = 2t - 1. */
+UnitMapValue gaussAt(double t) {
     const double s = 2.0 * t - 1.0;
-    Wall w;
+    UnitMapValue w;
     w.W = 0.5 * std::erfc(-s / std::sqrt(2.0));
     w.logDeriv = std::log(2.0) - 0.5 * std::log(2.0 * kPi) - 0.5 * s * s;
     w.deriv = std::exp(w.logDeriv);
@@ -151,7 +152,7 @@ Wall gaussAt(double t) {
 }
 
 /** The map of t = (q - lo) / width to [0,1] with its log-derivative (Linear: the identity, not called). */
-Wall unitMap(const Embedding& e, double t) {
+UnitMapValue unitMap(const Embedding& e, double t) {
     return e.boundary == EmbeddingSpec::Boundary::Gauss ? gaussAt(t) : wallAt(t, e.wallSharpness);
 }
 
@@ -163,7 +164,7 @@ double icForward(const Embedding& e, const double* x, double* u) {
             out = t;
             return;
         }
-        const Wall w = unitMap(e, t);
+        const UnitMapValue w = unitMap(e, t);
         out = w.W;
         logdet += w.logDeriv;
     };
@@ -193,7 +194,7 @@ double icForward(const Embedding& e, const double* x, double* u) {
 /** Cotangent of t = (q - lo)/width from the cotangents of the unit coordinate and of the log-determinant. */
 double unitBackward(const Embedding& e, double t, double ubar, double ldbar) {
     if (e.boundary == EmbeddingSpec::Boundary::Linear) return ubar;
-    const Wall w = unitMap(e, t);
+    const UnitMapValue w = unitMap(e, t);
     return ubar * w.deriv + ldbar * w.dlogDeriv;
 }
 
