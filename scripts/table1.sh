@@ -7,7 +7,8 @@
 # Usage: scripts/table1.sh [RUN_DIR]   (environment: FLOWFORCE=path/to/flowforce, SEEDS="1 2 3",
 #                                        THREADS=2, EPOCHS=25, W_ROUGH=1, ROUGH_SAMPLES=512,
 #                                        SHARPNESS_SPAN=10 (the paper's alpha range; smaller for smooth flows
-#                                        with wider ramps, train --sharpness-span);
+#                                        with wider ramps, train --sharpness-span),
+#                                        ROUGH_STEP_FS=1 (the penalty's thermal step, train --rough-step-fs);
 #                                        THREADS=1 when the machine has other work)
 # The smooth flows train with the sub-step roughness penalty on training frames and on 512 of the flow's own
 # samples per epoch (train --w-rough --rough-samples; W_ROUGH=0 for the paper's loss alone): without it 2 of 3
@@ -21,6 +22,7 @@ epochs=${EPOCHS:-25}
 w_rough=${W_ROUGH:-1}
 rough_samples=${ROUGH_SAMPLES:-512}
 span=${SHARPNESS_SPAN:-10}
+rough_step=${ROUGH_STEP_FS:-1}
 mkdir -p "$run"
 step() { printf '\n== %s  (%s)\n' "$*" "$(date '+%H:%M:%S')"; }
 
@@ -37,7 +39,7 @@ train() {  # name transform w_fm seed
   [[ $transform == smooth ]] && rough=$w_rough
   step "train $name ($transform, w_f = $wfm, w_rough = $rough, seed $seed, $epochs epochs)"
   "$ff" train --data "$data" --transform "$transform" --w-fm "$wfm" --w-rough "$rough" --rough-samples "$rough_samples" \
-    --sharpness-span "$span" --epochs "$epochs" --lr-decay 0.95 \
+    --rough-step-fs "$rough_step" --sharpness-span "$span" --epochs "$epochs" --lr-decay 0.95 \
     --kld-val-samples 256 --seed "$seed" --threads "$threads" --out "$run/$name.flow" \
     --json "$run/$name.train.json"
 }
