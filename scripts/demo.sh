@@ -5,9 +5,9 @@
 # (10 replicas x 10 ps at 1 fs, the total energy every step). About 25 minutes on two cores.
 #
 # Usage: scripts/demo.sh BUILD_DIR DEMO_DIR
-#        (environment: DEMO_NS, DEMO_TEST_NS, DEMO_EPOCHS, DEMO_W_ROUGH, DEMO_ROUGH_SAMPLES, DEMO_SHARPNESS_SPAN,
-#        DEMO_REPLICAS, DEMO_NVE_STEPS, and DEMO_THREADS: LibTorch threads of training and evaluation, 1 (the default) trains bit for
-#        bit reproducibly, so a run prints the README's figures; 0 = all cores)
+#        (environment: DEMO_NS, DEMO_TEST_NS, DEMO_EPOCHS, DEMO_W_ROUGH, DEMO_ROUGH_SAMPLES, DEMO_ROUGH_STEP_FS,
+#        DEMO_SHARPNESS_SPAN, DEMO_REPLICAS, DEMO_NVE_STEPS, and DEMO_THREADS: LibTorch threads of training and evaluation,
+#        1 (the default) trains bit for bit reproducibly, so a run prints the README's figures; 0 = all cores)
 set -euo pipefail
 
 build=${1:-build}
@@ -17,6 +17,7 @@ test_ns=${DEMO_TEST_NS:-0.5}
 epochs=${DEMO_EPOCHS:-60}
 w_rough=${DEMO_W_ROUGH:-1}
 rough_samples=${DEMO_ROUGH_SAMPLES:-128}
+rough_step=${DEMO_ROUGH_STEP_FS:-1}
 span=${DEMO_SHARPNESS_SPAN:-10}
 replicas=${DEMO_REPLICAS:-10}
 nve_steps=${DEMO_NVE_STEPS:-10000}
@@ -42,8 +43,9 @@ step "2/5 training a smooth flow: NLL + force matching (w_f = 0.001) + sub-step 
 # trains afresh instead of refusing to continue another run's checkpoint.
 recipe="rough-$w_rough-$rough_samples"
 [[ $span == 10 ]] || recipe="$recipe.span-$span"
+[[ $rough_step == 1 ]] || recipe="$recipe.step-$rough_step"
 "$ff" train --data "$data" --transform smooth --w-fm 0.001 --w-rough "$w_rough" --rough-samples "$rough_samples" \
-  --sharpness-span "$span" --epochs "$epochs" --lr-decay 0.97 --threads "$threads" --kld-val-samples 0 \
+  --rough-step-fs "$rough_step" --sharpness-span "$span" --epochs "$epochs" --lr-decay 0.97 --threads "$threads" --kld-val-samples 0 \
   --out "$out/ala2-smooth.flow" --checkpoint "$out/ala2-smooth.$recipe.ckpt" \
   --json "$out/train.json"
 

@@ -515,7 +515,10 @@ void registerTrain(CLI::App& app) {
                     "flow samples drawn at the start of each epoch as further base points of the roughness penalty (where MD "
                     "with the flow goes); each batch adds --rough-batch of them to its data frames (0: data frames only)")
         ->capture_default_str();
-    cmd->add_option("--rough-step-fs", o->roughStepFs, "MD time step of the roughness penalty's steps, fs")->capture_default_str();
+    cmd->add_option("--rough-step-fs", o->roughStepFs,
+                    "time step of the roughness penalty's thermal steps, fs: structure up to about this step's length is "
+                    "smoothed, so a step longer than the MD's leaves a margin (smoother energy, less accurate forces)")
+        ->capture_default_str();
     cmd->add_option("--kld-batch", o->kldBatch, "flow samples per batch for the KLD (default: --batch)");
     cmd->add_option("--kld-val-samples", o->kldValSamples, "flow samples for the validation KLD (0: skip)")->capture_default_str();
     cmd->add_option("--val-fraction", o->valFraction, "validation fraction")->capture_default_str();

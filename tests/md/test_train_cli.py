@@ -188,6 +188,11 @@ def test_train_roughness_penalty(work, dataset):
     args = train_args(dataset, os.path.join(work, "rough-100"), "--w-rough", 50, "--rough-batch", 8, "--lr", 5e-3)
     line = assert_one_line_error(run(*args, check=False), "train")
     assert "another run" in line and "w_rough" in line, line
+    # so is another length of the penalty's thermal steps
+    args = train_args(dataset, os.path.join(work, "rough-100"), "--w-rough", 100, "--rough-batch", 8, "--lr", 5e-3,
+                      "--rough-step-fs", 2)
+    line = assert_one_line_error(run(*args, check=False), "train")
+    assert "another run" in line and "rough_step_fs" in line, line
     for bad in (["--w-rough", -1], ["--w-rough", 1, "--rough-step-fs", 0], ["--w-rough", 1, "--rough-batch", 0]):
         line = assert_one_line_error(run(*train_args(dataset, work, *bad), check=False), "train")
         assert "rough" in line, line
