@@ -40,8 +40,8 @@ step "2/5 training a smooth flow: NLL + force matching (w_f = 0.001) + sub-step 
 # The roughness penalty keeps structure narrower than an MD step out of the flow's energy, so that NVE conserves
 # energy as well as with the force field; it looks at the flow's own samples too, since MD with the flow goes where
 # the flow, not the data, puts its density, and along steps of 1.5 fs, a margin over the MD's 1 fs (with 1 fs steps
-# about one replica in 20-30 still drifted past 2x the force field's energy spread). The checkpoint is named by the recipe: a demo folder of another recipe
-# trains afresh instead of refusing to continue another run's checkpoint.
+# about one replica in 20-30 still drifted past 2x the force field's energy spread). The checkpoint is named by the
+# recipe: a demo folder of another recipe trains afresh instead of refusing to continue another run's checkpoint.
 recipe="rough-$w_rough-$rough_samples"
 [[ $span == 10 ]] || recipe="$recipe.span-$span"
 [[ $rough_step == 1 ]] || recipe="$recipe.step-$rough_step"
